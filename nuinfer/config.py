@@ -1,0 +1,458 @@
+"""Analysis configuration: TOML files -> validated, frozen :class:`Analysis`.
+
+Validation happens before any work.  Every error names the dotted key path (``scan.m_X_MeV.lo``)
+and says how to fix it; unknown keys are errors (they are usually typos).
+
+File layout (every table optional; defaults are the paper preset)::
+
+    name = "fig2_cevns"
+    process = "cevns"                 # "cevns" | "eves"
+    target = "Xe"                     # natural xenon, or one isotope: "Xe131"
+    sources = ["8B", "hep", ...]      # default: all (CEvNS), solar (EvES)
+    exposure_tonne_year = 1.0
+    models = ["S", "P", "V", "A", "T"] # or a single [model] table
+
+    [model]                 # options shared by every model of the file
+    axial_form = "paper"    # "paper" | "standard"
+    eves_vector_norm = "paper"
+    lmu_ltau_nue = "paper"  # "paper" | "background"
+
+    [flux]
+    preset = "paper"        # "paper" | "b16-gs98"
+    override = { "8B" = 5.46e6 }
+    tables = { mysrc = { path = "flux.txt", flavour = "e", anti = false } }
+
+    [binning]
+    lo = 0.1                # keVee
+    hi = 100.0
+    n = 100
+    scale = "log"
+
+    [detector]
+    quenching = "lindhard"  # "lindhard" | "constant" | "table" | "none"
+    k = 0.166
+    efficiency = "ideal"    # "ideal" | "xenonnt" | path to a 2-column table (keVee, eff)
+    resolution = "none"     # "none" | "xenon" | [a, b]
+    binding = true          # EvES atomic binding (Eq. 25)
+
+    [statistics]
+    statistic = "eq26"      # "eq26" | "poisson"
+    sigma_sys = 0.1
+    sigma_bg = 0.1
+    cl = 0.9
+    ndof = 2
+    profiler = "analytic"   # "analytic" | "minuit"
+    data = "asimov"         # or path to observed counts per bin
+
+    [scan]
+    m_X_MeV = { lo = 0.01, hi = 1e4, n = 200 }
+    g_X = { lo = 1e-8, hi = 1e-1, n = 200 }
+
+    [spectrum]              # benchmark point for spectrum plots (Fig. 1)
+    g_X = 0.01
+    m_X_MeV = 1000.0
+
+    [posterior]
+    walkers = 32
+    steps = 2000
+    seed = 1
+    log10_m_X = { lo = -2, hi = 4, label = "$\\log_{10}(m_X/\\mathrm{MeV})$" }
+    log10_g_X = { lo = -8, hi = -1 }
+    a = { sigma = 0.1 }
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+# ----------------------------------------------------------------------------- schema
+NUM = (int, float)
+_RANGE = {"lo": NUM, "hi": NUM, "n": int, "scale": str}
+_PARAM = {"lo": NUM, "hi": NUM, "label": str, "unit": str}
+
+SCHEMA: dict = {
+    "name": str,
+    "description": str,
+    "process": str,
+    "target": str,
+    "sources": list,
+    "exposure_tonne_year": NUM,
+    "models": list,
+    "model": {"name": str, "axial_form": str, "eves_vector_norm": str, "lmu_ltau_nue": str},
+    "flux": {"preset": str, "override": dict, "tables": dict},
+    "binning": {"lo": NUM, "hi": NUM, "n": int, "scale": str},
+    "detector": {"quenching": str, "k": NUM, "value": NUM, "table": str, "efficiency": str,
+                 "resolution": (str, list), "binding": bool},
+    "statistics": {"statistic": str, "sigma_sys": NUM, "sigma_bg": NUM, "cl": NUM, "ndof": int,
+                   "profiler": str, "data": str, "min_expected": NUM},
+    "scan": {"m_X_MeV": _RANGE, "g_X": _RANGE},
+    "spectrum": {"g_X": NUM, "m_X_MeV": NUM, "models": list},
+    "posterior": {"walkers": int, "steps": int, "seed": int, "burn": int, "thin": int,
+                  "log10_m_X": _PARAM, "log10_g_X": _PARAM, "a": {"sigma": NUM},
+                  "mass_grid_n": int},
+    "numerics": {"n_nodes": int, "n_flux_grid": int},
+}
+
+DEFAULTS: dict = {
+    "name": "analysis",
+    "description": "",
+    "process": "cevns",
+    "target": "Xe",
+    "exposure_tonne_year": 1.0,
+    "model": {"axial_form": "paper", "eves_vector_norm": "paper", "lmu_ltau_nue": "paper"},
+    "flux": {"preset": "paper", "override": {}, "tables": {}},
+    "binning": {"lo": 0.1, "n": 100, "scale": "log"},
+    "detector": {"quenching": None, "k": 0.166, "efficiency": "ideal", "resolution": "none",
+                 "binding": True},
+    "statistics": {"statistic": "eq26", "sigma_sys": 0.1, "sigma_bg": 0.1, "cl": 0.9, "ndof": 2,
+                   "profiler": "analytic", "data": "asimov", "min_expected": 1e-6},
+    "scan": {"m_X_MeV": {"lo": 0.01, "hi": 1e4, "n": 200, "scale": "log"},
+             "g_X": {"lo": 1e-8, "hi": 1e-1, "n": 200, "scale": "log"}},
+    "spectrum": {"g_X": 0.01, "m_X_MeV": 1000.0},
+    "posterior": {"walkers": 32, "steps": 2000, "seed": 1, "thin": 1,
+                  "log10_m_X": {"lo": -2.0, "hi": 4.0}, "log10_g_X": {"lo": -8.0, "hi": -1.0},
+                  "a": {"sigma": None}, "mass_grid_n": 241},
+    "numerics": {"n_nodes": 6, "n_flux_grid": 4000},
+}
+
+_CHOICES = {
+    "process": ("cevns", "eves"),
+    "statistics.statistic": ("eq26", "poisson"),
+    "statistics.profiler": ("analytic", "minuit"),
+    "statistics.ndof": (1, 2),
+    "detector.quenching": ("lindhard", "constant", "table", "none"),
+    "binning.scale": ("log", "linear"),
+    "scan.m_X_MeV.scale": ("log", "linear"),
+    "scan.g_X.scale": ("log", "linear"),
+    "flux.preset": ("paper", "b16-gs98"),
+    "model.axial_form": ("paper", "standard"),
+    "model.eves_vector_norm": ("paper", "standard"),
+    "model.lmu_ltau_nue": ("paper", "background"),
+}
+
+
+def _typename(t) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(sorted({_typename(x) for x in t}))
+    return {int: "integer", float: "number", str: "string", bool: "true/false", list: "array",
+            dict: "table"}.get(t, str(t))
+
+
+def _check(data: dict, schema: dict, path: str = "") -> None:
+    if not isinstance(data, dict):
+        raise InvalidConfig(f"expected a table, got {type(data).__name__}", key=path or "<root>")
+    for key, val in data.items():
+        kp = f"{path}.{key}" if path else key
+        if key not in schema:
+            close = [k for k in schema if k.lower() == str(key).lower() or str(key) in k or k in str(key)]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownKey(f"unknown key{hint}; allowed here: {', '.join(sorted(schema))}", key=kp)
+        spec = schema[key]
+        if isinstance(spec, dict):
+            _check(val, spec, kp)
+            continue
+        types = spec if isinstance(spec, tuple) else (spec,)
+        if isinstance(val, bool) and bool not in types:
+            raise InvalidConfig(f"expected {_typename(spec)}, got a boolean", key=kp)
+        if not isinstance(val, types):
+            raise InvalidConfig(f"expected {_typename(spec)}, got {type(val).__name__} {val!r}", key=kp)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("override", "tables"):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _get(d: dict, path: str):
+    for p in path.split("."):
+        d = d[p]
+    return d
+
+
+def _positive(d: dict, path: str, *, allow_zero: bool = False):
+    v = _get(d, path)
+    if v is None:
+        return
+    if not np.isfinite(v) or (v < 0 if allow_zero else v <= 0):
+        need = ">= 0" if allow_zero else "> 0"
+        raise UnphysicalInput(f"must be finite and {need}, got {v}", key=path)
+
+
+def _range(d: dict, path: str):
+    r = _get(d, path)
+    for k in ("lo", "hi", "n"):
+        if k not in r:
+            raise InvalidConfig(f"missing '{k}'", key=f"{path}.{k}")
+    if r.get("scale", "log") == "log" or path.startswith("scan"):
+        if not (np.isfinite(r["lo"]) and r["lo"] > 0):
+            raise UnphysicalInput(f"must be finite and > 0, got {r['lo']}", key=f"{path}.lo")
+    if not np.isfinite(r["hi"]) or r["lo"] >= r["hi"]:
+        raise UnphysicalInput(f"lo ({r['lo']}) must be below hi ({r['hi']}); swap them or widen the range",
+                              key=f"{path}.lo")
+    if r["n"] < 1 if path == "binning" else r["n"] < 2:
+        raise UnphysicalInput(f"needs at least {1 if path == 'binning' else 2} points, got {r['n']}",
+                              key=f"{path}.n")
+
+
+def validate(raw: dict) -> dict:
+    """Check a raw config mapping and return it merged with defaults (a plain dict)."""
+    _check(raw, SCHEMA)
+    cfg = _merge(DEFAULTS, raw)
+    if "hi" not in cfg["binning"]:
+        cfg["binning"]["hi"] = 100.0 if cfg["process"] == "cevns" else 1e4
+    if cfg["detector"]["quenching"] is None:
+        cfg["detector"]["quenching"] = "lindhard" if cfg["process"] == "cevns" else "none"
+    for path, allowed in _CHOICES.items():
+        try:
+            v = _get(cfg, path)
+        except KeyError:
+            continue
+        if v not in allowed:
+            raise InvalidConfig(f"{v!r} is not one of {', '.join(map(str, allowed))}", key=path)
+    if cfg["process"] == "eves" and cfg["detector"]["quenching"] != "none":
+        raise InvalidConfig("electron recoils are not quenched; set quenching = \"none\" or remove it",
+                            key="detector.quenching")
+    _positive(cfg, "exposure_tonne_year")
+    _positive(cfg, "detector.k")
+    _positive(cfg, "statistics.sigma_sys", allow_zero=True)
+    _positive(cfg, "statistics.sigma_bg", allow_zero=True)
+    _positive(cfg, "statistics.min_expected", allow_zero=True)
+    cl = cfg["statistics"]["cl"]
+    if not 0 < cl < 1:
+        raise UnphysicalInput(f"confidence level must be in (0, 1), got {cl}", key="statistics.cl")
+    _range(cfg, "binning")
+    _range(cfg, "scan.m_X_MeV")
+    _range(cfg, "scan.g_X")
+    _positive(cfg, "spectrum.g_X", allow_zero=True)
+    _positive(cfg, "spectrum.m_X_MeV")
+    post = cfg["posterior"]
+    for k in ("walkers", "steps"):
+        if post[k] < 1:
+            raise UnphysicalInput(f"must be >= 1, got {post[k]}", key=f"posterior.{k}")
+    for k in ("log10_m_X", "log10_g_X"):
+        p = post[k]
+        if p["lo"] >= p["hi"]:
+            raise UnphysicalInput(f"lo ({p['lo']}) must be below hi ({p['hi']})", key=f"posterior.{k}.lo")
+    if post["a"]["sigma"] is not None:
+        _positive(cfg, "posterior.a.sigma")
+    # models
+    from .physics.mediators import canonical_model
+    models = cfg.get("models")
+    if models is None:
+        models = [cfg["model"].get("name", "SM")]
+    if not models:
+        raise InvalidConfig("empty list; give at least one of S, P, V, A, T, B-L, Lmu-Ltau", key="models")
+    for i, m in enumerate(models):
+        if not isinstance(m, str):
+            raise InvalidConfig(f"model names are strings, got {m!r}", key=f"models[{i}]")
+        try:
+            models[i] = canonical_model(m)
+        except InvalidConfig as exc:
+            raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"models[{i}]") from None
+    cfg["models"] = models
+    # sources
+    from .physics.sources import SOURCE_NAMES
+    srcs = cfg.get("sources")
+    if srcs is not None:
+        if not srcs:
+            raise InvalidConfig("empty list of sources; remove the key to use the default set", key="sources")
+        for i, s in enumerate(srcs):
+            if s not in SOURCE_NAMES and s not in cfg["flux"]["tables"]:
+                raise InvalidConfig(f"unknown source {s!r}; choose from {', '.join(SOURCE_NAMES)} "
+                                    "or declare it under [flux.tables]", key=f"sources[{i}]")
+    for s, v in cfg["flux"]["override"].items():
+        if s not in SOURCE_NAMES:
+            raise InvalidConfig(f"unknown source; choose from {', '.join(SOURCE_NAMES)}", key=f"flux.override.{s}")
+        if isinstance(v, bool) or not isinstance(v, NUM) or not np.isfinite(v) or v < 0:
+            raise UnphysicalInput(f"flux must be a finite number >= 0 (cm^-2 s^-1), got {v!r}",
+                                  key=f"flux.override.{s}")
+    for s, t in cfg["flux"]["tables"].items():
+        if not isinstance(t, dict) or "path" not in t:
+            raise InvalidConfig("a user flux table needs at least path = \"file.txt\"", key=f"flux.tables.{s}")
+        _check(t, {"path": str, "flavour": str, "anti": bool, "flux": NUM}, f"flux.tables.{s}")
+    res = cfg["detector"]["resolution"]
+    if isinstance(res, list):
+        if len(res) != 2 or not all(isinstance(x, NUM) and x >= 0 for x in res):
+            raise InvalidConfig("resolution = [a, b] with sigma = a sqrt(E) + b E, both >= 0",
+                                key="detector.resolution")
+    elif res not in ("none", "xenon"):
+        raise InvalidConfig(f"{res!r}: use \"none\", \"xenon\" or [a, b]", key="detector.resolution")
+    return cfg
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A validated analysis: the merged configuration plus where it came from."""
+
+    cfg: dict = field(repr=False)
+    path: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.cfg["name"]
+
+    @property
+    def process(self) -> str:
+        return self.cfg["process"]
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.cfg["models"])
+
+    def to_json(self) -> str:
+        return json.dumps(self.cfg, sort_keys=True, default=str)
+
+    def interaction(self, name: str):
+        from .physics.mediators import Interaction
+        m = self.cfg["model"]
+        return Interaction(name, axial_form=m["axial_form"], eves_vector_norm=m["eves_vector_norm"],
+                           lmu_ltau_nue=m["lmu_ltau_nue"])
+
+    def _resolve(self, p: str) -> Path:
+        path = Path(p)
+        if not path.is_absolute() and self.path is not None:
+            path = Path(self.path).parent / path
+        return path
+
+    def forward_model(self):
+        """Build the :class:`~nuinfer.forward.ForwardModel` described by this analysis."""
+        from .detector import XENON_ER_RESOLUTION, Binning, Detector, Quenching
+        from .forward import ForwardModel
+        from .physics import sources as src
+        c = self.cfg
+        d = c["detector"]
+        qmodel = d["quenching"]
+        table = None
+        if qmodel == "table":
+            if "table" not in d:
+                raise InvalidConfig("quenching = \"table\" needs table = \"file\" (E_nr keV, Q_f)",
+                                    key="detector.table")
+            table = tuple(load_table(self._resolve(d["table"]), "detector.table").T)
+        quench = Quenching(qmodel, k=float(d["k"]), value=float(d.get("value", 0.15)), table=table)
+        eff = d["efficiency"]
+        if eff == "ideal":
+            eff = None
+        elif eff == "xenonnt":
+            from .detector import xenonnt_er_efficiency
+            eff = xenonnt_er_efficiency
+        else:
+            eff = tuple(load_table(self._resolve(eff), "detector.efficiency").T)
+        res = d["resolution"]
+        res = None if res == "none" else XENON_ER_RESOLUTION if res == "xenon" else tuple(map(float, res))
+        detector = Detector(quench, eff, res)
+        b = c["binning"]
+        binning = Binning(float(b["lo"]), float(b["hi"]), int(b["n"]), b["scale"])
+        norm: object = c["flux"]["preset"]
+        if c["flux"]["override"]:
+            norm = {**src.NORMALISATIONS[norm], **c["flux"]["override"]}
+        user = {}
+        for s, t in c["flux"]["tables"].items():
+            user[s] = src.from_table(s, str(self._resolve(t["path"])), flavour=t.get("flavour", "e"),
+                                     anti=t.get("anti", False), flux=t.get("flux"))
+        return ForwardModel(
+            process=c["process"], target=c["target"], sources=c.get("sources"), normalisation=norm,
+            binning=binning, detector=detector, exposure_tonne_year=float(c["exposure_tonne_year"]),
+            binding=bool(d["binding"]), n_nodes=int(c["numerics"]["n_nodes"]),
+            n_flux_grid=int(c["numerics"]["n_flux_grid"]), user_tables=user or None,
+        )
+
+    def grid(self, which: str) -> np.ndarray:
+        r = self.cfg["scan"][which]
+        if r.get("scale", "log") == "log":
+            return np.geomspace(r["lo"], r["hi"], int(r["n"]))
+        return np.linspace(r["lo"], r["hi"], int(r["n"]))
+
+    def replace(self, **overrides) -> "Analysis":
+        """A new analysis with dotted-key overrides, e.g. ``replace(**{"statistics.sigma_sys": 0})``."""
+        raw = copy.deepcopy(self.cfg)
+        for key, val in overrides.items():
+            set_dotted(raw, key, val)
+        return Analysis(validate(_strip_derived(raw)), self.path)
+
+
+def _strip_derived(cfg: dict) -> dict:
+    return cfg
+
+
+def set_dotted(d: dict, key: str, val) -> None:
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        if p not in cur or not isinstance(cur[p], dict):
+            cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = val
+
+
+def load_table(path, key: str, ncol: int = 2) -> np.ndarray:
+    """Read a whitespace/comma separated numeric table, validating every line.
+
+    Raises :class:`DataFileError` naming the file and line for unreadable files, wrong column
+    counts, non-numeric, NaN/inf or negative values and non-increasing first columns.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
+    rows, lines = [], []
+    for ln, line in enumerate(text.splitlines(), start=1):
+        s = line.split("#", 1)[0].strip()
+        if not s:
+            continue
+        parts = [x for x in s.replace(",", " ").split() if x]
+        if len(parts) != ncol:
+            raise DataFileError(f"{p}:{ln}: expected {ncol} columns, found {len(parts)}", key=key)
+        try:
+            vals = [float(x) for x in parts]
+        except ValueError:
+            raise DataFileError(f"{p}:{ln}: non-numeric value in {s!r}", key=key) from None
+        if not all(np.isfinite(vals)):
+            raise DataFileError(f"{p}:{ln}: NaN or inf value", key=key)
+        if any(v < 0 for v in vals):
+            raise DataFileError(f"{p}:{ln}: negative value", key=key)
+        if rows and vals[0] <= rows[-1][0]:
+            raise DataFileError(f"{p}:{ln}: first column must increase strictly "
+                                f"({vals[0]} after {rows[-1][0]} on line {lines[-1]})", key=key)
+        rows.append(vals)
+        lines.append(ln)
+    if not rows:
+        raise DataFileError(f"{p}: no data rows", key=key)
+    return np.asarray(rows)
+
+
+def load(path_or_dict, overrides: dict | None = None) -> Analysis:
+    """Load and validate an analysis from a TOML path (or a mapping)."""
+    if isinstance(path_or_dict, dict):
+        raw, path = copy.deepcopy(path_or_dict), None
+    else:
+        path = str(path_or_dict)
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise InvalidConfig(f"analysis file {path!r} not found; see models/ for presets", key="config") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidConfig(f"{path}: malformed TOML: {exc}", key="config") from None
+    for k, v in (overrides or {}).items():
+        set_dotted(raw, k, v)
+    return Analysis(validate(raw), path)
