@@ -115,6 +115,7 @@ def build_channels(source_names, *, normalisation="paper", osc_params=None, n_gr
                                              line_flux=float(em.flux * w[0])))
                 continue
             E = _continuum_grid(em, n_grid)
+            E = E[E > 0]  # flux moments need E^-2; every recoil needs E_nu > 0 anyway
             phi = em.flux * np.asarray(em.shape(E), float)
             weights = _flavour_split(name, em, E, solar, osc_params)
             for fl, w in weights.items():

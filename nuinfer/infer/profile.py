@@ -16,7 +16,7 @@ Three profilers, all returning a :class:`ProfileResult` over the leading (grid) 
   (no closed form), with a per-point ``converged`` flag.
 * :func:`profile_minuit` -- one ``iminuit.Minuit`` fit per point: the reference for both.
 
-:func:`profile` dispatches on ``statistic`` and ``profiler``.
+:func:`profile_grid` dispatches on ``statistic`` and ``profiler``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from nuinfer.infer.costs import (
 __all__ = [
     "PROFILERS",
     "ProfileResult",
-    "profile",
+    "profile_grid",
     "profile_eq26",
     "profile_minuit",
     "profile_poisson",
@@ -326,7 +326,7 @@ def profile_minuit(
     return ProfileResult(STATISTICS[statistic], val, a_hat, conv, "minuit")
 
 
-def profile(
+def profile_grid(
     expected,
     r_sm,
     *,
