@@ -29,8 +29,9 @@ File layout (every table optional; defaults are the paper preset)::
     scale = "log"
 
     [detector]
-    quenching = "lindhard"  # "lindhard" | "constant" | "table" | "none"
+    quenching = "lindhard"  # "lindhard" | "lindhard_adiabatic" | "constant" | "table" | "none"
     k = 0.166
+    xi_keV = 0.16           # adiabatic correction scale (lindhard_adiabatic)
     efficiency = "ideal"    # "ideal" | "xenonnt" | path to a 2-column table (keVee, eff)
     resolution = "none"     # "none" | "xenon" | [a, b]
     binding = true          # EvES atomic binding (Eq. 25)
@@ -95,7 +96,7 @@ SCHEMA: dict = {
     "model": {"name": str, "axial_form": str, "eves_vector_norm": str, "lmu_ltau_nue": str},
     "flux": {"preset": str, "override": dict, "tables": dict},
     "binning": {"lo": NUM, "hi": NUM, "n": int, "scale": str},
-    "detector": {"quenching": str, "k": NUM, "value": NUM, "table": str, "efficiency": str,
+    "detector": {"quenching": str, "k": NUM, "value": NUM, "xi_keV": NUM, "table": str, "efficiency": str,
                  "resolution": (str, list), "binding": bool},
     "statistics": {"statistic": str, "sigma_sys": NUM, "sigma_bg": NUM, "cl": NUM, "ndof": int,
                    "profiler": str, "data": str, "min_expected": NUM},
@@ -134,7 +135,7 @@ _CHOICES = {
     "statistics.statistic": ("eq26", "poisson"),
     "statistics.profiler": ("analytic", "minuit"),
     "statistics.ndof": (1, 2),
-    "detector.quenching": ("lindhard", "constant", "table", "none"),
+    "detector.quenching": ("lindhard", "lindhard_adiabatic", "constant", "table", "none"),
     "binning.scale": ("log", "linear"),
     "scan.m_X_MeV.scale": ("log", "linear"),
     "scan.g_X.scale": ("log", "linear"),
@@ -305,6 +306,7 @@ class Analysis:
 
     cfg: dict = field(repr=False)
     path: str | None = None
+    raw: dict = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -347,7 +349,8 @@ class Analysis:
                 raise InvalidConfig("quenching = \"table\" needs table = \"file\" (E_nr keV, Q_f)",
                                     key="detector.table")
             table = tuple(load_table(self._resolve(d["table"]), "detector.table").T)
-        quench = Quenching(qmodel, k=float(d["k"]), value=float(d.get("value", 0.15)), table=table)
+        quench = Quenching(qmodel, k=float(d["k"]), value=float(d.get("value", 0.15)), table=table,
+                           xi_keV=float(d.get("xi_keV", 0.16)))
         eff = d["efficiency"]
         if eff == "ideal":
             eff = None
@@ -383,14 +386,10 @@ class Analysis:
 
     def replace(self, **overrides) -> "Analysis":
         """A new analysis with dotted-key overrides, e.g. ``replace(**{"statistics.sigma_sys": 0})``."""
-        raw = copy.deepcopy(self.cfg)
+        raw = copy.deepcopy(self.raw)
         for key, val in overrides.items():
             set_dotted(raw, key, val)
-        return Analysis(validate(_strip_derived(raw)), self.path)
-
-
-def _strip_derived(cfg: dict) -> dict:
-    return cfg
+        return Analysis(validate(copy.deepcopy(raw)), self.path, raw)
 
 
 def set_dotted(d: dict, key: str, val) -> None:
@@ -455,4 +454,4 @@ def load(path_or_dict, overrides: dict | None = None) -> Analysis:
             raise InvalidConfig(f"{path}: malformed TOML: {exc}", key="config") from None
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
-    return Analysis(validate(raw), path)
+    return Analysis(validate(copy.deepcopy(raw)), path, raw)

@@ -32,6 +32,8 @@ M_D = 4.67  #: down-quark MS-bar mass at 2 GeV (PDG)
 M_MU = 105.6584  #: muon mass (PDG)
 M_TAU = 1776.86  #: tau mass (PDG)
 AMU = 931.49410242  #: atomic mass unit [MeV] (CODATA 2018)
+M_PI_CHARGED = 139.57039  #: charged-pion mass (PDG); sets the 29.79 MeV pi -> mu nu decay-at-rest line
+M_ALPHA = 3727.3794066  #: alpha-particle (4He nucleus) mass (CODATA 2018); 8Be -> 2 alpha channel
 
 # --- conversions -----------------------------------------------------------------------------
 HBARC_MEV_FM = 197.3269804  #: hbar c [MeV fm]

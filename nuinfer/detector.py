@@ -29,6 +29,9 @@ from scipy.special import ndtr
 from .exceptions import DataFileError, InvalidConfig, UnphysicalInput
 
 
+QUENCHING_MODELS = ("lindhard", "lindhard_adiabatic", "constant", "table", "none")
+
+
 def lindhard_k(Z: int, A: float) -> float:
     """Lindhard k = 0.133 Z^(2/3) A^(-1/2) (correct exponent, see module docstring)."""
     return 0.133 * Z ** (2.0 / 3.0) / np.sqrt(A)
@@ -40,8 +43,10 @@ class Quenching:
 
     Parameters
     ----------
-    model : {"lindhard", "constant", "table", "none"}
-        ``"lindhard"`` (Eq. 20, parameter ``k``); ``"constant"`` (Q_f = ``value``);
+    model : {"lindhard", "lindhard_adiabatic", "constant", "table", "none"}
+        ``"lindhard"`` (Eq. 20, parameter ``k``); ``"lindhard_adiabatic"`` (Eq. 20 times the adiabatic
+        low-energy factor 1 - exp(-E_nr / xi), xi = ``xi_keV``; the correction the paper's footnote 7
+        tests with the germanium value of Collar et al., PRD 103 (2021) 122003); ``"constant"`` (Q_f = ``value``);
         ``"table"`` (user curve (E_nr keV, Q_f) interpolated in log E, constant beyond the ends);
         ``"none"`` means electron recoils (Q_f = 1).
     """
@@ -51,14 +56,17 @@ class Quenching:
     Z: int = 54
     value: float = 0.15
     table: tuple | None = None
+    xi_keV: float = 0.16
 
     def __post_init__(self):
-        if self.model not in ("lindhard", "constant", "table", "none"):
+        if self.model not in QUENCHING_MODELS:
             raise InvalidConfig(
-                f"unknown quenching model {self.model!r}; use lindhard, constant, table or none",
+                f"unknown quenching model {self.model!r}; use one of {', '.join(QUENCHING_MODELS)}",
                 key="detector.quenching.model",
             )
-        if self.model == "lindhard" and not (self.k > 0):
+        if self.model == "lindhard_adiabatic" and not (self.xi_keV > 0):
+            raise UnphysicalInput(f"xi must be > 0 keV, got {self.xi_keV}", key="detector.xi_keV")
+        if self.model.startswith("lindhard") and not (self.k > 0):
             raise UnphysicalInput(f"k must be > 0, got {self.k}", key="detector.quenching.k")
         if self.model == "constant" and not (0 < self.value <= 1):
             raise UnphysicalInput(f"value must be in (0, 1], got {self.value}", key="detector.quenching.value")
@@ -84,7 +92,10 @@ class Quenching:
             return np.interp(np.log(np.maximum(E, 1e-300)), np.log(Et), Qt)
         eps = 11.5 * self.Z ** (-7.0 / 3.0) * np.maximum(E, 0.0)
         g = 3.0 * eps**0.15 + 0.7 * eps**0.6 + eps
-        return self.k * g / (1.0 + self.k * g)
+        q = self.k * g / (1.0 + self.k * g)
+        if self.model == "lindhard_adiabatic":
+            q = q * -np.expm1(-np.maximum(E, 0.0) / self.xi_keV)
+        return q
 
     def e_ee(self, E_nr_keV) -> np.ndarray:
         """Electron-equivalent energy E_ee = Q_f(E_nr) E_nr [keVee]."""
@@ -99,8 +110,8 @@ class Quenching:
         if np.any(y <= 0):
             raise UnphysicalInput("electron-equivalent energies must be > 0", key="binning")
         lo = np.log(y)  # Q_f <= 1 -> E_nr >= E_ee
-        hi = np.log(y) + np.log(1e4)
-        for _ in range(80):
+        hi = np.log(y) + np.log(1e6)
+        for _ in range(100):
             mid = 0.5 * (lo + hi)
             below = self.e_ee(np.exp(mid)) < y
             lo = np.where(below, mid, lo)

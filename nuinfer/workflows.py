@@ -28,6 +28,23 @@ def _analysis(a, overrides=None) -> _config.Analysis:
     return _config.load(a, overrides)
 
 
+def atomic_write_text(path, text: str) -> Path:
+    """Write a text file atomically (temporary file in the same folder, then rename)."""
+    import os
+    import tempfile
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(f"[nuinfer] {msg}", file=sys.stderr, flush=True)
@@ -151,3 +168,340 @@ def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool
     }
     _say(f"wrote {out}" + (f" and {png}" if png else ""), quiet)
     return res
+
+
+# --------------------------------------------------------------------------- systematics comparisons
+#: short scenario names accepted by ``--vary`` and what they set
+SCENARIO_KEYS = {
+    "sigma_sys": "statistics.sigma_sys",
+    "sigma_bg": "statistics.sigma_bg",
+    "exposure": "exposure_tonne_year",
+    "threshold": "binning.lo",
+    "binding": "detector.binding",
+    "statistic": "statistics.statistic",
+    "ndof": "statistics.ndof",
+    "bins": "binning.n",
+    "flux": "flux.preset",
+    "axial": "model.axial_form",
+    "eves_norm": "model.eves_vector_norm",
+    "quenching": None,  # special: lindhard k value, "adiabatic", "constant"
+    "detector": None,  # special: "ideal" | "xenonnt"
+}
+
+
+def _parse_value(s: str):
+    t = s.strip()
+    low = t.lower()
+    if low in ("true", "on", "yes"):
+        return True
+    if low in ("false", "off", "no"):
+        return False
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+def scenario_overrides(key: str, value) -> dict:
+    """Dotted-key overrides that realise one scenario value."""
+    from .exceptions import InvalidConfig
+    if key == "quenching":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"detector.quenching": "lindhard", "detector.k": float(value)}
+        if value in ("adiabatic", "lindhard_adiabatic"):
+            return {"detector.quenching": "lindhard_adiabatic"}
+        if value in ("lindhard",):
+            return {"detector.quenching": "lindhard"}
+        raise InvalidConfig(f"quenching scenario {value!r}: give a Lindhard k (e.g. 0.166) or 'adiabatic'",
+                            key="--vary quenching")
+    if key == "detector":
+        if value == "ideal":
+            return {"detector.efficiency": "ideal", "detector.resolution": "none"}
+        if value == "xenonnt":
+            return {"detector.efficiency": "xenonnt", "detector.resolution": "xenon"}
+        raise InvalidConfig(f"detector scenario {value!r}: use 'ideal' or 'xenonnt'", key="--vary detector")
+    target = SCENARIO_KEYS.get(key, key)
+    if target is None or ("." not in target and target not in _config.SCHEMA):
+        raise InvalidConfig(f"unknown scenario key {key!r}; use one of {', '.join(SCENARIO_KEYS)} "
+                            "or a dotted configuration key such as statistics.sigma_sys", key="--vary")
+    return {target: value}
+
+
+def parse_vary(items) -> list[tuple[str, list]]:
+    from .exceptions import InvalidConfig
+    out = []
+    for it in items:
+        if "=" not in it:
+            raise InvalidConfig(f"{it!r}: write KEY=V1,V2,... (e.g. sigma_sys=0,0.1)", key="--vary")
+        k, vals = it.split("=", 1)
+        values = [_parse_value(v) for v in vals.split(",") if v.strip()]
+        if not values:
+            raise InvalidConfig(f"{it!r}: no values given", key="--vary")
+        out.append((k.strip(), values))
+    return out
+
+
+def _scan_only(ds: xr.Dataset) -> xr.Dataset:
+    keep = [v for v in ds.data_vars if set(ds[v].dims) <= {"m_X", "g_X"}]
+    return ds[keep]
+
+
+def compare(analysis, vary, *, model: str | None = None, grid: int | None = None, quiet: bool = False):
+    """Scan the baseline and every one-at-a-time scenario; returns (stacked Dataset, scans, table rows)."""
+    ana = _analysis(analysis)
+    if grid:
+        ana = ana.replace(**{"scan.m_X_MeV.n": grid, "scan.g_X.n": grid})
+    model = model or ana.models[0]
+    scenarios = {"baseline": ana}
+    for key, values in parse_vary(vary):
+        for v in values:
+            scenarios[f"{key}={v}"] = ana.replace(**scenario_overrides(key, v))
+    scans = {}
+    for i, (label, a) in enumerate(scenarios.items()):
+        _say(f"compare [{i + 1}/{len(scenarios)}] {model}: {label}", quiet)
+        scans[label] = scan_model(a, model)
+    var = scans["baseline"].attrs.get("statistic_variable", "delta_chi2")
+    parts = []
+    for label, s in scans.items():
+        d = _scan_only(s)
+        sv = s.attrs.get("statistic_variable", var)
+        d = d.rename({sv: "delta"}) if sv in d else d
+        for other in ("chi2", "twice_nll"):
+            if other in d:
+                d = d.rename({other: "statistic_min"})
+        d["threshold"] = ((), float(s.attrs["threshold"]), {"units": "1", "long_name": "Delta threshold"})
+        d["statistic"] = ((), str(s.attrs.get("statistic", "")))
+        parts.append(d)
+    stacked = xr.concat(parts, dim="scenario", combine_attrs="drop_conflicts")
+    stacked = stacked.assign_coords(scenario=("scenario", list(scans), {"long_name": "scenario"}))
+    stacked["delta"].attrs.update(long_name="Delta of the scenario's statistic (chi2 scale)", units="1")
+    rows = []
+    base = g90_table(scans["baseline"])
+    for label, s in scans.items():
+        g = g90_table(s)
+        rows.append({"scenario": label, **{f"g90@{k}MeV": v for k, v in g.items()},
+                     **{f"ratio@{k}MeV": (v / base[k] if v and base[k] else None) for k, v in g.items()}})
+    stacked.attrs.update(provenance_attrs(config=json.loads(ana.to_json())))
+    stacked.attrs.update(model=model, vary=json.dumps(list(vary)))
+    return stacked, scans, rows
+
+
+def write_table(rows: list[dict], stem: Path) -> tuple[Path, Path]:
+    """Write a list of dict rows as CSV and Markdown (atomic)."""
+    cols = list(rows[0])
+    fmt = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))  # noqa: E731
+    csv = "\n".join([",".join(cols)] + [",".join(fmt(r[c]) for c in cols) for r in rows]) + "\n"
+    md = "| " + " | ".join(cols) + " |\n| " + " | ".join("---" for _ in cols) + " |\n"
+    md += "".join("| " + " | ".join(fmt(r[c]) for c in cols) + " |\n" for r in rows)
+    p1, p2 = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    atomic_write_text(p1, csv)
+    atomic_write_text(p2, md)
+    return p1, p2
+
+
+def run_compare(analysis, vary, out, *, model=None, quiet=False, grid=None, plot=True):
+    from .plotting import PROCESS_LABEL, plot_contours, save
+    ana = _analysis(analysis)
+    stacked, scans, rows = compare(ana, vary, model=model, grid=grid, quiet=quiet)
+    out = Path(out)
+    write_netcdf(stacked, out)
+    csv, md = write_table(rows, out.with_name(out.stem + "_g90"))
+    png = None
+    if plot:
+        styles = {lab: {"color": f"C{i % 10}", "ls": "-" if i == 0 else "--"} for i, lab in enumerate(scans)}
+        fig = plot_contours(scans, styles=styles,
+                            title=f"{PROCESS_LABEL[ana.process]}, {stacked.attrs['model']}: systematics")
+        png = save(fig, out.with_suffix(".png"))
+    return {"output": str(out), "plot": str(png) if png else None, "table_csv": str(csv), "table_md": str(md),
+            "scenarios": list(scans), "g90": rows}
+
+
+# --------------------------------------------------------------------------- reproduce the paper
+def models_dir() -> Path:
+    from .exceptions import InvalidConfig
+    d = Path(__file__).resolve().parents[1] / "models"
+    if not d.is_dir():
+        raise InvalidConfig(f"preset folder {d} not found: run from a source checkout (pip install -e .)",
+                            key="models")
+    return d
+
+
+def preset(name: str, overrides: dict | None = None) -> _config.Analysis:
+    return _config.load(models_dir() / f"{name}.toml", overrides)
+
+
+DEFAULT_SYSTEMATICS = (
+    "sigma_sys=0,0.2",
+    "exposure=20,200",
+    "threshold=1.0",
+    "statistic=poisson",
+    "binding=false",
+)
+
+
+def systematics_study(outdir: Path, *, grid: int | None = None, quiet: bool = False, plot: bool = True) -> dict:
+    """Default study: sigma_sys, exposure, threshold, statistic, binding for V and S in both processes."""
+    results = {}
+    for proc in ("cevns", "eves"):
+        for mo in ("V", "S"):
+            vary = [v for v in DEFAULT_SYSTEMATICS if not (proc == "cevns" and v.startswith("binding"))]
+            if proc == "cevns":
+                vary.append("quenching=0.1735,adiabatic")
+            ana = preset(f"fig3_{proc}")
+            res = run_compare(ana, vary, outdir / f"systematics_{proc}_{mo}.nc", model=mo, quiet=quiet,
+                              grid=grid, plot=plot)
+            results[f"{proc}_{mo}"] = res
+    return results
+
+
+def reproduce(outdir="outputs", *, quick: bool = False, quiet: bool = False, only=None) -> dict:
+    """Run Figs. 1-4, the default systematics study and a Bayesian example; write a report."""
+    from .plotting import PROCESS_LABEL, plot_contours, plot_spectra, save
+    import matplotlib.pyplot as plt
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    steps = list(only) if only else ["fig1", "fig2", "fig3", "fig4", "systematics", "bayes"]
+    grid = 40 if quick else None
+    ov = {"scan.m_X_MeV.n": grid, "scan.g_X.n": grid} if grid else None
+    t_start = time.perf_counter()
+    files, limits, timings = [], {}, {}
+    scans: dict = {}
+
+    def step(name):
+        _say(f"== {name} ({len(timings) + 1}/{len(steps)}) ==", quiet)
+        return time.perf_counter()
+
+    def contour_scans(fig, proc):
+        ana = preset(f"{fig}_{proc}", ov)
+        fm = ana.forward_model()
+        for mo in ana.models:
+            if (proc, mo) not in scans:
+                scans[(proc, mo)] = scan_model(ana, mo, fm=fm)
+        return ana
+
+    if "fig1" in steps:
+        t = step("fig1")
+        fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+        for ax, proc in zip(axes, ("cevns", "eves")):
+            ds = spectrum_dataset(preset(f"fig1_{proc}"))
+            p = outdir / f"fig1_{proc}.nc"
+            write_netcdf(ds, p)
+            files.append(p)
+            per = {}
+            for mo in ds["model"].values:
+                one = ds[["total"]].copy()
+                one["total"] = ("bin", ds["total_model"].sel(model=mo).values)
+                per[str(mo)] = one
+            plot_spectra(ds, per, ax=ax, title=f"{PROCESS_LABEL[proc]}: $g_X^2=10^{{-4}}$, $m_X$ = 1 GeV")
+        files.append(save(fig, outdir / "fig1.png"))
+        timings["fig1"] = time.perf_counter() - t
+
+    panels = {
+        "fig2": [(proc, ["S", "P", "V", "A", "T"], PROCESS_LABEL[proc]) for proc in ("cevns", "eves")],
+        "fig3": [(None, ["V"], "universal vector"), (None, ["S"], "scalar")],
+        "fig4": [(None, ["B-L"], r"$U(1)_{B-L}$"), (None, ["Lmu-Ltau"], r"$U(1)_{L_\mu-L_\tau}$")],
+    }
+    for fig_name in ("fig2", "fig3", "fig4"):
+        if fig_name not in steps:
+            continue
+        t = step(fig_name)
+        for proc in ("cevns", "eves"):
+            ana = contour_scans(fig_name, proc)
+            sel = {mo: scans[(proc, mo)] for mo in ana.models}
+            ds = stack_scans(sel)
+            ds.attrs.update(provenance_attrs(config=json.loads(ana.to_json())))
+            p = outdir / f"{fig_name}_{proc}.nc"
+            write_netcdf(ds, p)
+            files.append(p)
+            for mo in ana.models:
+                limits[(proc, mo)] = g90_table(scans[(proc, mo)])
+        fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+        for ax, (proc, mos, title) in zip(axes, panels[fig_name]):
+            if proc is not None:
+                plot_contours({mo: scans[(proc, mo)] for mo in mos}, ax=ax, title=title)
+            else:
+                mo = mos[0]
+                plot_contours({r"CE$\nu$NS": scans[("cevns", mo)], r"E$\nu$ES": scans[("eves", mo)]}, ax=ax,
+                              title=title, styles={r"CE$\nu$NS": {"color": "tab:blue"},
+                                                   r"E$\nu$ES": {"color": "tab:red", "ls": "--"}})
+        files.append(save(fig, outdir / f"{fig_name}.png"))
+        timings[fig_name] = time.perf_counter() - t
+
+    syst = {}
+    if "systematics" in steps:
+        t = step("systematics")
+        syst = systematics_study(outdir, grid=grid if quick else 100, quiet=True)
+        for r in syst.values():
+            files += [Path(r["output"]), Path(r["plot"]), Path(r["table_csv"]), Path(r["table_md"])]
+        timings["systematics"] = time.perf_counter() - t
+
+    bayes = {}
+    if "bayes" in steps:
+        t = step("bayes")
+        from . import bayes as _bayes
+        ana = preset("bayes_eves_vector")
+        walkers = 16 if quick else None
+        nsteps = 300 if quick else None
+        post = outdir / "posterior_eves_vector.nc"
+        bayes = _bayes.run_sample(ana, post, walkers=walkers, steps=nsteps, seed=None, progress=not quiet)
+        files.append(post)
+        bayes["plots"] = _bayes.run_plot(post, outdir=outdir)
+        for v in bayes["plots"].values():
+            if isinstance(v, str) and Path(v).exists():
+                files.append(Path(v))
+        timings["bayes"] = time.perf_counter() - t
+
+    total = time.perf_counter() - t_start
+    report = write_report(outdir, limits=limits, syst=syst, bayes=bayes, timings=timings, quick=quick,
+                          total=total, scans=scans)
+    files.append(report)
+    return {"outdir": str(outdir), "files": sorted({str(f) for f in files}), "report": str(report),
+            "timings_s": {k: round(v, 2) for k, v in timings.items()}}
+
+
+def write_report(outdir: Path, *, limits, syst, bayes, timings, quick, total, scans) -> Path:
+    from . import __version__
+    lines = ["# nuinfer reproduction of Majumdar, Papoulias & Srivastava, PRD 106 (2022) 013001", ""]
+    lines.append(f"nuinfer {__version__}; {'quick (coarse grids)' if quick else 'full'} run; total "
+                 f"{total:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ").")
+    lines.append("")
+    figs = [("fig1", "Fig. 1: CEvNS (left) and EvES (right) spectra, SM per source and SM + X at "
+                     "g_X^2 = 1e-4, m_X = 1 GeV"),
+            ("fig2", "Fig. 2: 90% CL sensitivities for S, P, V, A, T in CEvNS (left) and EvES (right)"),
+            ("fig3", "Fig. 3: universal vector (left) and scalar (right), CEvNS vs EvES"),
+            ("fig4", "Fig. 4: B-L (left) and Lmu-Ltau (right), CEvNS vs EvES")]
+    for stem, cap in figs:
+        if (outdir / f"{stem}.png").exists():
+            lines += [f"## {cap}", "", f"![{stem}]({stem}.png)", ""]
+    if limits:
+        thr = next(iter(scans.values())).attrs.get("threshold")
+        lines += ["## Limits: lowest excluded g_X (g90) at reference masses", "",
+                  f"Eq. 26, sigma_sys = sigma_bg = 10%, 1 t yr, Delta chi2 threshold {thr:.3f} "
+                  "(90% CL, 2 dof).", ""]
+        cols = [f"{m:g}" for m in REFERENCE_MASSES_MEV]
+        lines.append("| process | model | " + " | ".join(f"m_X = {c} MeV" for c in cols) + " |")
+        lines.append("| --- | --- | " + " | ".join("---" for _ in cols) + " |")
+        for (proc, mo), g in sorted(limits.items()):
+            lines.append(f"| {proc} | {mo} | " + " | ".join(
+                "-" if g.get(c) is None else f"{g[c]:.3g}" for c in cols) + " |")
+        lines.append("")
+    if syst:
+        lines += ["## Systematic-assumption comparisons", ""]
+        for key, r in syst.items():
+            png = Path(r["plot"]).name
+            lines += [f"### {key.replace('_', ', ')}", "", f"![{key}]({png})", "",
+                      Path(r["table_md"]).read_text(), ""]
+    if bayes:
+        lines += ["## Bayesian example: universal vector, EvES", ""]
+        for k, v in bayes.get("plots", {}).items():
+            if isinstance(v, str) and v.endswith(".png"):
+                lines += [f"![{k}]({Path(v).name})", ""]
+        summ = {k: v for k, v in bayes.items() if k != "plots"}
+        lines += ["```", json.dumps(summ, indent=2, sort_keys=True, default=str), "```", ""]
+    p = outdir / "report.md"
+    atomic_write_text(p, "\n".join(lines))
+    return p

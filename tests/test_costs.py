@@ -178,6 +178,28 @@ def test_newton_is_a_minimum_and_handles_extremes(spectrum):
             assert f > f0 - 1e-12 * max(1.0, f0)
 
 
+def test_newton_converges_in_few_iterations(spectrum):
+    """Regression: a converged Newton step that lands on the bracket end must not trigger the
+    bisection fallback (which made convergence linear, ~20+ iterations)."""
+    r_sm = spectrum[0]
+    R = predictions(spectrum, np.logspace(-3, 4, 400))
+    assert profile_poisson(R, r_sm, max_iter=6).converged.all()
+
+
+def test_newton_edge_cases(spectrum):
+    r_sm = spectrum[0]
+    R = np.stack([np.zeros_like(r_sm), r_sm])
+    res = profile_poisson(R, r_sm)  # zero prediction: only the constraint depends on a
+    assert res.converged.all() and res.a_hat[0] == 0.0 and res.a_hat[1] == pytest.approx(0.0)
+    # no background, no counts, free normalisation: the best prediction is zero (a = -1)
+    res = profile_poisson(R[1:], r_sm, data=np.zeros_like(r_sm), sigma_bg=0.0, sigma_sys=np.inf)
+    assert res.converged.all() and res.a_hat[0] == -1.0 and res.minimum[0] == 0.0
+    # same with a constraint: interior minimum at b = 1 - sigma_sys^2 sum R if positive
+    small = 1e-4 * r_sm
+    res = profile_poisson(small, r_sm, data=np.zeros_like(r_sm), sigma_bg=0.0)
+    assert res.converged and float(res.a_hat) == pytest.approx(-0.01 * small.sum(), rel=1e-9)
+
+
 def test_profile_grid_dispatch(spectrum):
     r_sm = spectrum[0]
     R = predictions(spectrum, np.array([[0.1, 1.0], [2.0, 5.0]]))

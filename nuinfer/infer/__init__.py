@@ -4,7 +4,13 @@
 forward model), so it serves any forward model that provides them.
 """
 
-from nuinfer.infer.contours import G_LIMIT_STATUS, ContourResult, contour, excluded_intervals
+from nuinfer.infer.contours import (
+    G90_STATUS,
+    ContourResult,
+    contour,
+    excluded_intervals,
+    exclusion,
+)
 from nuinfer.infer.costs import (
     CHISQUARE,
     STATISTICS,
@@ -28,7 +34,7 @@ from nuinfer.infer.scan import DEFAULT_MIN_EXPECTED, delta_chi2_threshold, expec
 __all__ = [
     "CHISQUARE",
     "DEFAULT_MIN_EXPECTED",
-    "G_LIMIT_STATUS",
+    "G90_STATUS",
     "PROFILERS",
     "STATISTICS",
     "ContourResult",
@@ -41,6 +47,7 @@ __all__ = [
     "eq26_chi2",
     "eq26_variance",
     "excluded_intervals",
+    "exclusion",
     "expected_counts",
     "poisson_twice_nll",
     "profile_grid",

@@ -11,8 +11,12 @@ excluded set in g_X can have holes ("islands", ``PHYSICS.md`` section 7).
 * ``intervals`` -- for each mass, the excluded g_X intervals, with the crossings interpolated
   linearly in log10 g_X (the same interpolation contourpy uses along grid lines, so the two agree
   at every grid mass);
-* ``g_limit`` -- the lowest excluded g_X per mass (the usual exclusion curve), NaN with status
-  ``none_excluded`` when nothing is excluded in the grid.
+* ``g90`` -- the lowest excluded g_X per mass (the usual exclusion curve), NaN with status
+  ``none_excluded`` when nothing is excluded in the grid.  The name follows the paper's 90% CL;
+  the level actually used is the scan's ``cl`` (recorded in attrs and in ``long_name``).
+
+:func:`contour` returns a typed :class:`ContourResult`; :func:`exclusion` returns the same as one
+NetCDF-ready ``xr.Dataset``.
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ import xarray as xr
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
 
-__all__ = ["ContourResult", "G_LIMIT_STATUS", "contour", "excluded_intervals"]
+__all__ = ["G90_STATUS", "ContourResult", "contour", "excluded_intervals", "exclusion"]
 
-#: Meaning of the per-mass ``g_limit_status`` codes.
-G_LIMIT_STATUS = {
-    0: "crossing",  # g_limit interpolated between an allowed and an excluded grid point
-    1: "none_excluded",  # nothing excluded at this mass within the grid: g_limit = NaN
-    2: "excluded_at_grid_min",  # excluded already at the smallest g_X: g_limit = min(g_X) is
+#: Meaning of the per-mass ``g90_status`` codes.
+G90_STATUS = {
+    0: "crossing",  # g90 interpolated between an allowed and an excluded grid point
+    1: "none_excluded",  # nothing excluded at this mass within the grid: g90 = NaN
+    2: "excluded_at_grid_min",  # excluded already at the smallest g_X: g90 = min(g_X) is
     #                             only an upper bound on the true limit (extend the grid down)
 }
 
@@ -113,10 +117,10 @@ class ContourResult:
         line repeats its first vertex at the end.
     intervals : tuple of numpy.ndarray
         One (k, 2) array of excluded ``[g_lo, g_hi]`` intervals per mass.
-    g_limit : xarray.DataArray, dims (m_X,)
-        Lowest excluded g_X per mass (NaN where nothing is excluded).
-    g_limit_status : xarray.DataArray of int8, dims (m_X,)
-        Codes of :data:`G_LIMIT_STATUS`.
+    g90 : xarray.DataArray, dims (m_X,)
+        Lowest excluded g_X per mass at the scan's CL (NaN where nothing is excluded).
+    g90_status : xarray.DataArray of int8, dims (m_X,)
+        Codes of :data:`G90_STATUS`.
     threshold, cl : float
         Threshold on the Delta statistic and its confidence level.
     ndof : int
@@ -130,18 +134,13 @@ class ContourResult:
     excluded: xr.DataArray
     lines: tuple
     intervals: tuple
-    g_limit: xr.DataArray
-    g_limit_status: xr.DataArray
+    g90: xr.DataArray
+    g90_status: xr.DataArray
     threshold: float
     cl: float
     ndof: int
     variable: str
     attrs: dict = field(default_factory=dict)
-
-    @property
-    def g90(self) -> xr.DataArray:
-        """Alias of :attr:`g_limit` (named after the default 90% CL; check :attr:`cl`)."""
-        return self.g_limit
 
     def to_dataset(self) -> xr.Dataset:
         """Everything as one NetCDF-ready dataset (ragged parts padded / flattened).
@@ -149,12 +148,12 @@ class ContourResult:
         Returns
         -------
         xarray.Dataset
-            ``excluded`` (int8; m_X, g_X), ``g_limit`` and ``g_limit_status`` (m_X),
+            ``excluded`` (int8; m_X, g_X), ``g90`` and ``g90_status`` (m_X),
             ``n_intervals`` (m_X), ``interval_lo``/``interval_hi`` (m_X, interval; NaN
             padded), and the lines as vertices ``contour_m_X``, ``contour_g_X``,
             ``contour_line`` (vertex; line index of each vertex).
         """
-        m = self.g_limit["m_X"]
+        m = self.g90["m_X"]
         k_max = max((len(iv) for iv in self.intervals), default=0)
         lo = np.full((m.size, k_max), np.nan)
         hi = np.full((m.size, k_max), np.nan)
@@ -165,14 +164,14 @@ class ContourResult:
         line_id = np.concatenate(
             [np.full(len(ln), i, dtype=np.int32) for i, ln in enumerate(self.lines)]
         ) if self.lines else np.empty(0, dtype=np.int32)
-        cl_txt = f"{100 * self.cl:g}% CL"
+        rule = f"{self.variable} >= {self.threshold:.6g}"
+        cl_txt = f"{100 * self.cl:g}% CL" if np.isfinite(self.cl) else rule
         ds = xr.Dataset(
             {
                 "excluded": (self.excluded.dims, self.excluded.values.astype(np.int8), {
-                    "units": "1",
-                    "long_name": f"excluded at {cl_txt} ({self.variable} >= {self.threshold:.6g})"}),
-                "g_limit": self.g_limit,
-                "g_limit_status": self.g_limit_status,
+                    "units": "1", "long_name": f"excluded ({rule})"}),
+                "g90": self.g90,
+                "g90_status": self.g90_status,
                 "n_intervals": (("m_X",), np.array([len(iv) for iv in self.intervals], np.int32),
                                 {"units": "1", "long_name": "number of excluded g_X intervals"}),
                 "interval_lo": (("m_X", "interval"), lo, {
@@ -273,17 +272,17 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
     excluded = xr.DataArray(delta >= threshold, coords={"m_X": da["m_X"], "g_X": da["g_X"]},
                             dims=("m_X", "g_X"), name="excluded")
     intervals = tuple(excluded_intervals(g, row, threshold) for row in delta)
-    g_lim = np.array([iv[0, 0] if len(iv) else np.nan for iv in intervals])
+    g90_values = np.array([iv[0, 0] if len(iv) else np.nan for iv in intervals])
     status = np.array([1 if len(iv) == 0 else (2 if row[0] >= threshold else 0)
                        for iv, row in zip(intervals, delta)], dtype=np.int8)
     cl_txt = f"{100 * cl:g}% CL" if np.isfinite(cl) else f"{name} >= {threshold:.6g}"
-    g_limit = xr.DataArray(g_lim, coords={"m_X": da["m_X"]}, dims=("m_X",), name="g_limit",
+    g90 = xr.DataArray(g90_values, coords={"m_X": da["m_X"]}, dims=("m_X",), name="g90",
                            attrs={"units": "1", "long_name": f"lowest excluded g_X ({cl_txt})"})
-    g_limit_status = xr.DataArray(
-        status, coords={"m_X": da["m_X"]}, dims=("m_X",), name="g_limit_status",
-        attrs={"units": "1", "long_name": "status of g_limit",
-               "flag_values": np.array(sorted(G_LIMIT_STATUS), dtype=np.int8),
-               "flag_meanings": " ".join(G_LIMIT_STATUS[k] for k in sorted(G_LIMIT_STATUS))})
+    g90_status = xr.DataArray(
+        status, coords={"m_X": da["m_X"]}, dims=("m_X",), name="g90_status",
+        attrs={"units": "1", "long_name": "status of g90",
+               "flag_values": np.array(sorted(G90_STATUS), dtype=np.int8),
+               "flag_meanings": " ".join(G90_STATUS[k] for k in sorted(G90_STATUS))})
 
     lines: tuple = ()
     if m.size >= 2 and g.size >= 2:
@@ -294,6 +293,28 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
             z[inf] = 10.0 * max(finite_max, threshold)
         gen = contourpy.contour_generator(np.log10(m), np.log10(g), z, line_type="Separate")
         lines = tuple(10.0 ** np.asarray(ln, dtype=float) for ln in gen.lines(threshold))
-    return ContourResult(excluded=excluded, lines=lines, intervals=intervals, g_limit=g_limit,
-                         g_limit_status=g_limit_status, threshold=threshold, cl=cl, ndof=ndof,
+    return ContourResult(excluded=excluded, lines=lines, intervals=intervals, g90=g90,
+                         g90_status=g90_status, threshold=threshold, cl=cl, ndof=ndof,
                          variable=name, attrs=attrs)
+
+
+def exclusion(scan: xr.Dataset, *, threshold: float | None = None,
+              variable: str | None = None) -> xr.Dataset:
+    """:func:`contour` as one dataset: ``contour(scan, ...).to_dataset()``.
+
+    Parameters
+    ----------
+    scan : xarray.Dataset
+        Output of :func:`~nuinfer.infer.scan.scan`.
+    threshold : float, optional
+        Threshold on Delta. Default: the scan's ``threshold`` attr.
+    variable : str, optional
+        Name of the Delta variable. Default: the scan's ``statistic_variable`` attr.
+
+    Returns
+    -------
+    xarray.Dataset
+        See :meth:`ContourResult.to_dataset` (``excluded``, ``g90``, ``g90_status``,
+        intervals and contour vertices).
+    """
+    return contour(scan, threshold=threshold, variable=variable).to_dataset()

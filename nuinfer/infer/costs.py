@@ -55,7 +55,7 @@ __all__ = [
     "poisson_twice_nll",
 ]
 
-#: errordef of every nuinfer cost: values are on the chi2 scale (same as ``iminuit.cost.CHISQUARE``).
+#: errordef of every nuinfer cost: values are on the chi2 scale (as ``iminuit.cost.CHISQUARE``).
 CHISQUARE = 1.0
 
 #: Statistic name -> name of the quantity it returns (the statistical scale is in the name).

@@ -99,11 +99,11 @@ def _profile_eq26_scaled(v, d, sigma_sys: float):
 def _newton_poisson(R, D, B, sigma_sys: float, *, rtol: float, max_iter: int):
     """Minimise the Poisson twice_nll over ``b = 1 + a > 0`` for every row of ``R`` (P, n).
 
-    ``f(b)`` is strictly convex and ``f'(b)`` is increasing and concave, so Newton steps from the
-    left of the minimum never overshoot.  A bracket ``[lo, hi]`` with ``f'(lo) < 0 <= f'(hi)`` is
-    kept (``lo = 0``; ``hi = max(1, N/sum R)`` with ``N`` the counts in bins with ``R > 0``) and a
-    step leaving it is replaced by the geometric midpoint (or ``hi/10`` while ``lo = 0``).
-    Returns ``(b, converged)``.
+    ``f(b)`` is convex and ``f'(b)`` is increasing and concave, so Newton steps from the left of
+    the minimum never overshoot.  If ``f'(0+) >= 0`` the minimum is at ``b = 0``.  Otherwise a
+    bracket ``[lo, hi]`` with ``f'(lo) < 0 <= f'(hi)`` is kept (``lo = 0``; ``hi = max(1, N/sum
+    R)`` with ``N`` the counts in bins with ``R > 0``) and a step leaving it is replaced by the
+    geometric midpoint (or ``hi/10`` while ``lo = 0``).  Returns ``(b, converged)``.
     """
     P = R.shape[0]
     b = np.ones(P)
@@ -128,9 +128,20 @@ def _newton_poisson(R, D, B, sigma_sys: float, *, rtol: float, max_iter: int):
     lo = np.zeros(P)
     b = np.where((b0 > 0) & (b0 < hi), b0, 0.5 * hi)
     b[trivial] = 1.0
+    # f'(0+) >= 0 (only possible without background and with no counts where R > 0, e.g. all-zero
+    # data): the minimum is on the boundary b = 0, i.e. a prediction of zero.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lim = np.where(B > 0, -D / np.where(B > 0, B, 1.0), np.where(D > 0, -np.inf, 1.0))
+        slope0 = 2.0 * np.where(R > 0, R * lim, 0.0).sum(axis=-1) - 2.0 * inv_s2
+    at_zero = (slope0 >= 0) & ~trivial
+    b[at_zero] = 0.0
+    converged[at_zero] = True
 
     active = np.flatnonzero(~converged)
-    Ra, na, Da, Ba = R[active], _rows(n_obs, active), _rows(D, active), B
+    if active.size == P:  # avoid copying the whole chunk on the first pass
+        Ra, na, Da, Ba = R, n_obs, D, B
+    else:
+        Ra, na, Da, Ba = R[active], _rows(n_obs, active), _rows(D, active), B
     for _ in range(max_iter):
         if active.size == 0:
             break
@@ -146,12 +157,14 @@ def _newton_poisson(R, D, B, sigma_sys: float, *, rtol: float, max_iter: int):
         loa = np.where(grad < 0, ba, loa)
         hia = np.where(grad > 0, ba, hia)
         with np.errstate(divide="ignore", invalid="ignore"):
-            b_new = ba - grad / curv
-        outside = ~((b_new > loa) & (b_new < hia))
+            step = grad / curv
+        b_new = ba - step
+        # a negligible step is convergence (b_new may then equal the bracket end in floating point)
+        small = (grad == 0) | (np.abs(step) <= rtol * ba)
+        outside = ~small & ~((b_new > loa) & (b_new < hia))
         fallback = np.where(loa > 0, np.sqrt(loa * hia), 0.1 * hia)
-        b_new = np.where(outside, fallback, b_new)
-        done = (grad == 0) | (np.abs(b_new - ba) <= rtol * b_new) | (hia - loa <= rtol * hia)
-        b_new = np.where(grad == 0, ba, b_new)
+        b_new = np.where(outside, fallback, np.where(grad == 0, ba, b_new))
+        done = small | (hia - loa <= rtol * hia)
         b[active], lo[active], hi[active] = b_new, loa, hia
         converged[active[done]] = True
         if np.any(done):
@@ -196,7 +209,7 @@ def profile_eq26(expected, r_sm, *, data=None, sigma_sys: float = 0.1, sigma_bg:
     >>> r_sm = np.array([100.0, 50.0])
     >>> res = profile_eq26(np.stack([r_sm, 2 * r_sm]), r_sm)
     >>> res.minimum.round(6).tolist(), res.a_hat.round(6).tolist()
-    [[0.0, 37.5], [0.0, -0.375]]
+    ([0.0, 21.126761], [0.0, -0.422535])
     """
     R, D, inv_sigma, sigma_sys = _eq26_inputs(expected, r_sm, data, sigma_sys, sigma_bg)
     chi2, b = _profile_eq26_scaled(R * inv_sigma, D * inv_sigma, sigma_sys)
@@ -240,8 +253,10 @@ def profile_poisson(
 
     Notes
     -----
-    ``f(b) = twice_nll(b - 1)`` is strictly convex in ``b = 1 + a`` and ``f'(0+) < 0`` whenever
-    ``D >= 0``, so the minimum is unique and lies at ``1 + a > 0``.
+    ``f(b) = twice_nll(b - 1)`` is convex in ``b = 1 + a`` and ``f'(0+) < 0`` whenever there is
+    background (``sigma_bg > 0``) and ``sigma_sys`` is finite, so the minimum is unique and lies at
+    ``1 + a > 0``.  Without background and with no counts where ``R > 0`` the minimum can be on
+    the boundary ``a = -1``, which is returned as converged.
     """
     R, D, B, sigma_sys = _poisson_inputs(expected, r_sm, data, sigma_sys, sigma_bg)
     lead = np.broadcast_shapes(R.shape[:-1], D.shape[:-1])
@@ -313,11 +328,10 @@ def profile_minuit(
     conv = np.zeros(lead, dtype=bool)
     for idx in np.ndindex(*lead):
         cost = cost_cls(Rb[idx], r_sm, data=Db[idx], sigma_sys=sigma_sys, sigma_bg=sigma_bg)
-        m = Minuit(cost, a=0.0)
-        if sigma_sys == 0.0:
-            m.fixed["a"] = True
+        if sigma_sys == 0.0:  # nothing to fit
             val[idx], a_hat[idx], conv[idx] = cost(0.0), 0.0, True
             continue
+        m = Minuit(cost, a=0.0)
         m.strategy = strategy
         m.tol = tol
         m.errors["a"] = 0.1 * sigma_sys if math.isfinite(sigma_sys) else 0.1

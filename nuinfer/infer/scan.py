@@ -67,7 +67,7 @@ _SM_RTOL = 1e-9
 #: Budget for the temporaries of one chunk of masses.
 _MAX_CHUNK_BYTES = 200 * 2**20
 #: Number of (chunk, g_X, bin) float64 arrays alive at once, per profiler.
-_TEMPORARIES = {"eq26": 4, "poisson": 9}
+_TEMPORARIES = {"eq26": 4, "poisson": 10}
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +312,8 @@ class _Progress:
         if self.enabled:
             pct = 100.0 * self.done / max(self.total, 1)
             dt = time.perf_counter() - self.t0
-            sys.stderr.write(f"\r{self.label}: {self.done}/{self.total} m_X ({pct:5.1f}%) {dt:.1f} s")
+            line = f"\r{self.label}: {self.done}/{self.total} m_X ({pct:5.1f}%) {dt:.1f} s"
+            sys.stderr.write(line)
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -321,7 +322,22 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _check_data(data, r_sm, templates):
+def _check_min_expected(value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidConfig(f"must be a number of events; got {value!r}",
+                            key="min_expected") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise UnphysicalInput(
+            f"must be a finite number of events >= 0 (default {DEFAULT_MIN_EXPECTED:g}); "
+            f"got {value!r}",
+            key="min_expected",
+        )
+    return value
+
+
+def _check_data(data, r_sm):
     if data is None:
         return r_sm, "asimov_sm"
     if isinstance(data, xr.DataArray):
@@ -418,10 +434,10 @@ def scan(
     cl, ndof = _check_cl(cl), _check_ndof(ndof)
     sigma_sys = _check_sigma(sigma_sys, "sigma_sys", allow_inf=True)
     sigma_bg = _check_sigma(sigma_bg, "sigma_bg", allow_inf=False)
-    min_expected = _check_sigma(min_expected, "min_expected", allow_inf=False)
+    min_expected = _check_min_expected(min_expected)
     g = _check_g(g_X, strict=True)
     T, r_sm, m = _check_templates(templates)
-    D, data_source = _check_data(data, r_sm, templates)
+    D, data_source = _check_data(data, r_sm)
 
     used = r_sm > min_expected
     dropped = np.flatnonzero(~used)
@@ -537,7 +553,7 @@ def scan(
     }
     for name, c in templates.coords.items():
         if c.dims == ("bin",):
-            coords[name] = ("bin", c.values, _attrs(c))
+            coords[name] = ("bin", c.values, {"long_name": str(name), **_attrs(c)})
     if "bin" not in coords:
         coords["bin"] = ("bin", np.arange(r_sm.size), {"units": "1", "long_name": "bin index"})
 

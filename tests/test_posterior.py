@@ -1,0 +1,367 @@
+"""Bayesian posterior: sampler on known targets, storage, resume, interpolation, physics preset.
+
+Tolerances: Gaussian toy mean within 0.05 sigma and std within 5% (seeded, emcee's own
+integration-test criterion); kernels against nuinfer.infer.costs rtol 1e-10; template
+interpolation < 1e-3 relative on counts at off-grid masses; credible vs frequentist g90 at a light
+mass within a factor 3.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from nuinfer import bayes, config, workflows
+from nuinfer.exceptions import DataFileError, InvalidConfig, UnphysicalInput
+from nuinfer.infer.costs import eq26_chi2, poisson_twice_nll
+from nuinfer.infer.posterior import (
+    Parameter,
+    Posterior,
+    TemplateLikelihood,
+    diagnostics,
+    interpolation_error,
+    log_prob_throughput,
+    mediator_parameters,
+    run_from_datatree,
+    run_sampler,
+    stacked_samples,
+    to_datatree,
+)
+from nuinfer.io import write_netcdf
+
+#: A small EvES universal-vector analysis (30 bins) that builds its templates in a fraction of a second.
+SMALL = {
+    "name": "test_eves_v",
+    "process": "eves",
+    "models": ["V"],
+    "binning": {"lo": 0.1, "hi": 1e4, "n": 30},
+    "posterior": {"walkers": 8, "steps": 60, "seed": 11, "mass_grid_n": 61,
+                  "log10_m_X": {"lo": -2.0, "hi": 2.0}, "log10_g_X": {"lo": -8.0, "hi": -4.0}},
+}
+
+
+def _cfg(**posterior):
+    cfg = json.loads(json.dumps(SMALL))
+    cfg["posterior"].update(posterior)
+    return cfg
+
+
+def _tree(path) -> xr.DataTree:
+    with xr.open_datatree(path) as t:
+        return t.load().copy()
+
+
+def _assert_same_file(p1, p2, ignore_attrs=("created_at",)):
+    t1, t2 = _tree(p1), _tree(p2)
+    assert sorted(n.path for n in t1.subtree) == sorted(n.path for n in t2.subtree)
+    for node in t1.subtree:
+        a = node.to_dataset(inherit=False)
+        b = t2[node.path].to_dataset(inherit=False)
+        for k in ignore_attrs:
+            a.attrs.pop(k, None)
+            b.attrs.pop(k, None)
+        xr.testing.assert_identical(a, b)
+
+
+# ------------------------------------------------------------------------------ sampler on toys
+def test_gaussian_toy_recovered_through_sampler_and_storage(tmp_path):
+    """A correlated 3-D Gaussian through the Posterior hook, the sampler and the file format."""
+    mu = np.array([1.0, -2.0, 0.5])
+    sd = np.array([0.5, 1.0, 2.0])
+    corr = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 1.0]])
+    icov = np.linalg.inv(corr * np.outer(sd, sd))
+    pars = [Parameter(n, f"${n}$", "1", m - 12 * s, m + 12 * s) for n, m, s in zip("xyz", mu, sd)]
+
+    def loglike(theta):
+        r = theta - mu
+        return -0.5 * np.einsum("ni,ij,nj->n", r, icov, r)
+
+    post = Posterior(pars, loglike)
+    run = run_sampler(post, nwalkers=32, nsteps=4000, seed=7)
+    diag = diagnostics(run, burn=500)
+    assert 0.2 < diag.acceptance_mean < 0.8
+    assert diag.reliable
+    path = tmp_path / "toy.nc"
+    write_netcdf(to_datatree(run, post, diag, attrs={"seed": 7}), path)
+    samples, names = stacked_samples(_tree(path))
+    assert names == ["x", "y", "z"]
+    assert samples.shape == (32 * 3500, 3)
+    mean, std = samples.mean(axis=0), samples.std(axis=0)
+    np.testing.assert_array_less(np.abs(mean - mu) / sd, 0.05)
+    np.testing.assert_array_less(np.abs(std / sd - 1.0), 0.05)
+    rho = np.corrcoef(samples.T)
+    assert abs(rho[0, 1] - 0.6) < 0.05 and abs(rho[1, 2] + 0.3) < 0.05
+
+
+def test_template_toy_analytic_posterior(make_templates):
+    """T1 = T2 = 0: the template likelihood gives a Gaussian in a, uniform in log10 m, log10 g."""
+    x = np.linspace(-1.0, 2.0, 31)
+    t = make_templates(10.0**x, n_bins=10, interference="none")
+    r_sm = np.full(10, 10.0)
+    zero = np.zeros((x.size, 10))
+    like = TemplateLikelihood(x, zero, zero, r_sm, statistic="eq26", sigma_bg=0.1)
+    pars = mediator_parameters((-1.0, 2.0), (-6.0, -2.0), sigma_a=0.1)
+    post = Posterior.from_likelihood(pars, like)
+    run = run_sampler(post, nwalkers=32, nsteps=3000, seed=3)
+    assert t["T"].shape[-1] == 10  # the fixture is only used for its grid shape here
+    s = np.swapaxes(run.chain[:, 500:], 0, 1).reshape(-1, 3)
+    # a: precision sum_i R_i^2 / ((1 + sigma_bg) R_i) + 1 / sigma_a^2
+    sd_a = 1.0 / math.sqrt(r_sm.sum() / 1.1 + 1.0 / 0.1**2)
+    exp_mean = np.array([0.5, -4.0, 0.0])
+    exp_sd = np.array([3.0 / math.sqrt(12), 4.0 / math.sqrt(12), sd_a])
+    np.testing.assert_array_less(np.abs(s.mean(axis=0) - exp_mean) / exp_sd, 0.05)
+    np.testing.assert_array_less(np.abs(s.std(axis=0) / exp_sd - 1.0), 0.05)
+
+
+@pytest.mark.parametrize("statistic", ["eq26", "poisson"])
+def test_likelihood_matches_costs_at_grid_masses(make_templates, statistic):
+    """At grid masses (no interpolation) -2 log L equals the public statistic without constraint."""
+    x = np.linspace(-1.0, 2.0, 13)
+    t = make_templates(10.0**x, n_bins=25)
+    T, r_sm = t["T"].values, t["R_SM"].values
+    data = np.random.default_rng(0).poisson(r_sm).astype(float)
+    like = TemplateLikelihood(x, T[1], T[2], r_sm, data=data, statistic=statistic, sigma_bg=0.1)
+    k = np.array([0, 3, 7, 12])
+    lg = np.array([-3.0, -1.0, 0.0, -0.5])
+    a = np.array([0.0, 0.05, -0.1, 0.2])
+    g2 = 10.0 ** (2 * lg)
+    R = T[0, k] + g2[:, None] * T[1, k] + g2[:, None] ** 2 * T[2, k]
+    ref = (eq26_chi2 if statistic == "eq26" else poisson_twice_nll)(
+        a, R, r_sm, data=data, sigma_sys=math.inf, sigma_bg=0.1)
+    np.testing.assert_allclose(-2.0 * like(x[k], lg, a), ref, rtol=1e-10)
+    np.testing.assert_allclose(like.pointwise(x[k], lg, a).sum(axis=1), like(x[k], lg, a),
+                               rtol=1e-12)
+    # with sigma_a = sigma_sys the log posterior is -chi2_Eq26 / 2 + const
+    if statistic == "eq26":
+        post = Posterior.from_likelihood(mediator_parameters((-1, 2), (-4, 0), 0.1), like)
+        lp = post.log_prob(np.column_stack([x[k], lg, a]))
+        full = eq26_chi2(a, R, r_sm, data=data, sigma_sys=0.1, sigma_bg=0.1)
+        np.testing.assert_allclose(lp - lp[0], -0.5 * (full - full[0]), rtol=1e-9, atol=1e-9)
+
+
+def test_prior_support_and_parameters():
+    p = Parameter("a", "$a$", "1", -1.0, math.inf, prior="normal", sigma=0.1)
+    assert np.isneginf(p.log_prior(-1.5)) and np.isfinite(p.log_prior(0.3))
+    with pytest.raises(UnphysicalInput):
+        Parameter("x", "$x$", "1", 2.0, 1.0)
+    with pytest.raises(UnphysicalInput):
+        Parameter("x", "$x$", "1", 0.0, math.inf)  # uniform needs finite bounds
+    assert [q.name for q in mediator_parameters(sigma_a=0.0)] == ["log10_m_X", "log10_g_X"]
+
+
+# ------------------------------------------------------------------------------ physics templates
+@pytest.fixture(scope="module")
+def eves_v():
+    ana = config.load(SMALL)
+    fm = ana.forward_model()
+    return ana, fm, ana.interaction("V")
+
+
+def test_interpolation_error_against_exact_templates(eves_v):
+    """Cubic spline in log10 m on 121 masses over 4 decades: < 1e-3 relative on counts off-grid."""
+    ana, fm, inter = eves_v
+    x = np.linspace(-2.0, 2.0, 121)
+    t = fm.templates(inter, 10.0**x)
+    T = t["T"].values
+    like = TemplateLikelihood(x, T[1], T[2], t["R_SM"].values, min_expected=1e-6)
+    xm = 0.5 * (x[1:] + x[:-1])  # midpoints: the worst case for a spline
+    E = fm.templates(inter, 10.0**xm)["T"].values
+    err = interpolation_error(like, xm, E[1], E[2], np.linspace(-8.0, -2.0, 61))
+    assert err["max_rel_counts"] < 1e-3, err
+    # random off-grid masses through the public expected() path
+    rng = np.random.default_rng(5)
+    xr_ = rng.uniform(-2.0, 2.0, 40)
+    lg = rng.uniform(-8.0, -4.0, 40)
+    ex = fm.templates(inter, 10.0**xr_)["T"].values[:, :, like.bin_used]
+    g2 = 10.0 ** (2 * lg)[:, None]
+    R_exact = ex[0] + g2 * ex[1] + g2**2 * ex[2]
+    np.testing.assert_allclose(like.expected(xr_, lg), R_exact, rtol=1e-3)
+    # the error shrinks like h^4: halving the step gains > 8x
+    x2 = np.linspace(-2.0, 2.0, 61)
+    t2 = fm.templates(inter, 10.0**x2)["T"].values
+    like2 = TemplateLikelihood(x2, t2[1], t2[2], t["R_SM"].values, min_expected=1e-6)
+    xm2 = 0.5 * (x2[1:] + x2[:-1])
+    E2 = fm.templates(inter, 10.0**xm2)["T"].values
+    err2 = interpolation_error(like2, xm2, E2[1], E2[2], np.linspace(-8.0, -2.0, 61))
+    assert err2["max_rel_counts"] > 8 * err["max_rel_counts"]
+
+
+def test_log_prob_throughput_100_bins(eves_v):
+    """Vectorised log-prob on 100 bins: measured rate (target 1e5/s; loose bound for slow CI)."""
+    ana = config.load({**SMALL, "binning": {"lo": 0.1, "hi": 1e4, "n": 100}})
+    fm = ana.forward_model()
+    x = np.linspace(-2.0, 2.0, 241)
+    t = fm.templates(ana.interaction("V"), 10.0**x)
+    T = t["T"].values
+    like = TemplateLikelihood(x, T[1], T[2], t["R_SM"].values, min_expected=1e-6)
+    assert like.n_bins >= 95
+    post = Posterior.from_likelihood(mediator_parameters((-2, 2), (-8, -4), 0.1), like)
+    rate = log_prob_throughput(post, n=4096, repeat=5)
+    print(f"log-prob evaluations per second (100 bins, batches of 4096): {rate:.3g}")
+    assert rate > 2e4
+
+
+# ------------------------------------------------------------------------------ files, seeds, resume
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("post")
+    path = d / "small.nc"
+    res = bayes.run_sample(_cfg(), path, progress=False)
+    return path, res
+
+
+def test_file_layout_readable_by_xarray(small_run):
+    path, res = small_run
+    assert res["steps"] == 60 and res["walkers"] == 8 and res["seed"] == 11
+    tree = _tree(path)
+    groups = {c for c in tree.children}
+    assert {"posterior", "sample_stats", "observed_data", "constant_data", "log_likelihood",
+            "sampler_state", "frequentist"} <= groups
+    post = tree["posterior"]
+    for v in ("log10_m_X", "log10_g_X", "a", "m_X", "g_X"):
+        assert post[v].dims == ("chain", "draw") and post[v].shape == (8, 60)
+        assert "units" in post[v].attrs and "long_name" in post[v].attrs
+    np.testing.assert_allclose(post["g_X"].values, 10.0 ** post["log10_g_X"].values)
+    lo, hi = post["log10_m_X"].attrs["prior_lo"], post["log10_m_X"].attrs["prior_hi"]
+    assert lo <= post["log10_m_X"].values.min() and post["log10_m_X"].values.max() <= hi
+    ss = tree["sample_stats"]
+    assert ss["lp"].dims == ("chain", "draw")
+    assert ss["acceptance_fraction"].dims == ("chain",)
+    assert list(ss["tau"]["parameter"].values) == ["log10_m_X", "log10_g_X", "a"]
+    assert tree["log_likelihood"]["counts"].dims == ("chain", "draw", "bin")
+    assert tree["observed_data"]["counts"].dims == ("bin",)
+    for k in ("R_SM", "background", "exposure_tonne_year", "sigma_sys", "template_T1"):
+        assert k in tree["constant_data"]
+    a = tree.attrs
+    for k in ("seed", "config_json", "created_at", "nuinfer_version", "numpy_version",
+              "emcee_version", "nwalkers", "nsteps", "model", "statistic"):
+        assert k in a, k
+    assert a["creation_library"] == "nuinfer" and a["inference_library"] == "emcee"
+    assert json.loads(a["config_json"])["posterior"]["seed"] == 11
+    assert a["interpolation_max_rel_error"] < 1e-3
+    for node in tree.subtree:
+        for v in node.attrs.values():
+            assert isinstance(v, (str, int, float, np.integer, np.floating, np.ndarray))
+    # the sum of the per-bin log-likelihoods plus the log prior is lp
+    ll = tree["log_likelihood"]["counts"].values.astype(float).sum(axis=-1)
+    pars = bayes.parameters_from_config(config.load(_cfg()))
+    theta = np.stack([post[n].values for n in ("log10_m_X", "log10_g_X", "a")], axis=-1)
+    lprior = sum(p.log_prior(theta[..., i]) for i, p in enumerate(pars))
+    np.testing.assert_allclose(ll + lprior, ss["lp"].values, rtol=1e-5, atol=1e-3)
+
+
+def test_arviz_reads_the_file(small_run):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arviz 0.x announces its 1.0 refactor
+        az = pytest.importorskip("arviz")
+    path, _ = small_run
+    idata = az.from_netcdf(str(path))
+    assert "posterior" in idata.groups()
+    summ = az.summary(idata, var_names=["log10_m_X", "log10_g_X", "a"], kind="stats")
+    assert list(summ.index) == ["log10_m_X", "log10_g_X", "a"]
+    assert np.all(np.isfinite(summ["mean"].values))
+
+
+def test_same_seed_same_file_different_seed_different_chains(small_run, tmp_path):
+    path, _ = small_run
+    again = tmp_path / "again.nc"
+    bayes.run_sample(_cfg(), again, progress=False)
+    _assert_same_file(path, again)
+    other = tmp_path / "other.nc"
+    bayes.run_sample(_cfg(), other, seed=12, progress=False)
+    a = _tree(path)["posterior"]["log10_g_X"].values
+    b = _tree(other)["posterior"]["log10_g_X"].values
+    assert not np.allclose(a, b)
+
+
+def test_resume_is_bit_for_bit(small_run, tmp_path):
+    """N steps resumed to 2N == 2N steps in one go (chains, lp, acceptance, RNG state, file)."""
+    path, _ = small_run
+    full = tmp_path / "full.nc"
+    bayes.run_sample(_cfg(), full, steps=120, progress=False)
+    part = tmp_path / "part.nc"
+    bayes.run_sample(_cfg(), part, steps=60, progress=False)
+    res = bayes.run_sample(_cfg(), part, steps=120, resume=True, progress=False)
+    assert res["steps"] == 120 and res["steps_run"] == 60 and res["resumed"]
+    r1, r2 = run_from_datatree(_tree(full)), run_from_datatree(_tree(part))
+    assert np.array_equal(r1.chain, r2.chain)
+    assert np.array_equal(r1.log_prob, r2.log_prob)
+    assert np.array_equal(r1.accepted, r2.accepted)
+    assert np.array_equal(r1.random_state[1], r2.random_state[1])
+    assert r1.random_state[2:] == r2.random_state[2:]
+    _assert_same_file(full, part)
+    # resuming to the stored total is a no-op run
+    res = bayes.run_sample(_cfg(), part, steps=120, resume=True, progress=False)
+    assert res["steps_run"] == 0
+
+
+def test_bad_inputs(small_run, tmp_path):
+    path, _ = small_run
+    with pytest.raises(InvalidConfig, match="walkers"):
+        bayes.run_sample(_cfg(), tmp_path / "x.nc", walkers=5, progress=False)
+    with pytest.raises(UnphysicalInput, match="steps"):
+        bayes.run_sample(_cfg(), tmp_path / "x.nc", steps=0, progress=False)
+    with pytest.raises(DataFileError):
+        bayes.run_sample(_cfg(), tmp_path / "missing.nc", resume=True, progress=False)
+    other = _cfg()
+    other["statistics"] = {"sigma_sys": 0.2}
+    with pytest.raises(InvalidConfig, match="statistics.sigma_sys"):
+        bayes.run_sample(other, path, steps=120, resume=True, progress=False)
+    with pytest.raises(InvalidConfig, match="walkers"):
+        bayes.run_sample(_cfg(), path, steps=120, walkers=10, resume=True, progress=False)
+    with pytest.raises(UnphysicalInput, match="already has 60 steps"):
+        bayes.run_sample(_cfg(), path, steps=30, resume=True, progress=False)
+    with pytest.raises(InvalidConfig, match="model"):
+        bayes.run_sample(_cfg(), tmp_path / "x.nc", model="S", progress=False)
+    foreign = tmp_path / "foreign.nc"
+    write_netcdf(xr.Dataset({"x": ("i", [1.0])}), foreign)
+    with pytest.raises(DataFileError):
+        bayes.run_sample(_cfg(), foreign, resume=True, progress=False)
+    assert not (tmp_path / "x.nc").exists()
+
+
+def test_diagnostics_warn_on_short_chains(small_run, capsys):
+    """A 60-step chain is far below 50 tau: the warning is printed (stderr), not raised."""
+    path, _ = small_run
+    out = path.parent / "warn.nc"
+    bayes.run_sample(_cfg(), out, progress=True)
+    err = capsys.readouterr().err
+    assert "WARNING: the chain is only" in err and "tau[log10_g_X]" in err
+    assert _tree(out)["sample_stats"].attrs["tau_reliable"] == 0
+    bayes.run_sample(_cfg(), out, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------ physics preset
+def test_credible_limit_close_to_frequentist_at_light_mass(tmp_path):
+    """EvES universal vector: 90% credible upper limit on g at m_X ~ 0.02 MeV vs frequentist g90."""
+    cfg = _cfg(walkers=32, steps=1500, seed=2, mass_grid_n=61,
+               log10_m_X={"lo": -2.0, "hi": 0.0}, log10_g_X={"lo": -8.0, "hi": -5.0})
+    path = tmp_path / "light.nc"
+    bayes.run_sample(cfg, path, progress=False, log_likelihood=False)
+    plots = bayes.run_plot(path)
+    for k in ("corner", "mass_coupling", "table_csv", "table_md"):
+        assert (tmp_path / plots[k].split("/")[-1]).exists()
+    samples, names = stacked_samples(_tree(path), ["log10_m_X", "log10_g_X"])
+    lim = bayes.credible_upper_limits(samples[:, 0], samples[:, 1], box=(-2.0, 0.0), n_slices=10)
+    m_light, g_cred = lim["m_center"][0], lim["g_upper"][0]
+    assert lim["n_samples"][0] > 500
+    # frequentist counterpart of the same analysis, computed independently of the sampler
+    ana = config.load({**cfg, "scan": {"m_X_MeV": {"lo": 0.01, "hi": 1.0, "n": 21},
+                                       "g_X": {"lo": 1e-8, "hi": 1e-5, "n": 121}}})
+    scan = workflows.scan_model(ana, "V")
+    g_freq = workflows.g90_table(scan, masses=(float(m_light),))[f"{float(m_light):g}"]
+    ratio = g_cred / g_freq
+    print(f"m_X = {m_light:.3g} MeV: credible g90 = {g_cred:.3g}, frequentist g90 = {g_freq:.3g} "
+          f"(ratio {ratio:.2f})")
+    assert 1 / 3 < ratio < 3
+    # the table written by run_plot agrees with the stored frequentist scan
+    rows = [ln.split(",") for ln in open(plots["table_csv"]) if ln[0].isdigit()]
+    assert len(rows) == 20
+    assert float(rows[0][5]) == pytest.approx(
+        workflows.g90_table(scan, masses=(float(rows[0][2]),))[rows[0][2]], rel=0.05)
