@@ -431,6 +431,9 @@ def _atomic_text(path: Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -581,10 +584,11 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
         "burn": burn,
         "thin": thin,
         "frequentist": freq_txt,
-        "g90_credible": {_fmt(m): (None if not np.isfinite(g) else float(f"{g:.4g}"))
-                         for m, g in zip(tab["m_center"], tab["g_upper"])},
-        "g90_frequentist": {_fmt(m): (None if not np.isfinite(g) else float(f"{g:.4g}"))
-                            for m, g in zip(tab["m_center"], fg)},
+        "g90_by_mass": [
+            {"m_X_MeV": float(f"{m:.4g}"),
+             "g90_credible": None if not np.isfinite(g) else float(f"{g:.4g}"),
+             "g90_frequentist": None if not np.isfinite(f) else float(f"{f:.4g}")}
+            for m, g, f in zip(tab["m_center"], tab["g_upper"], fg)],
     }
     return {"corner": str(p_corner), "mass_coupling": str(p_mg), "table_csv": str(p_csv),
             "table_md": str(p_md), "summary": summary}
