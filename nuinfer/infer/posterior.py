@@ -77,12 +77,15 @@ __all__ = [
     "SamplerRun",
     "TemplateInterpolator",
     "TemplateLikelihood",
+    "autocorr_time",
     "burn_in",
     "diagnostics",
     "interpolation_error",
     "log_prob_throughput",
+    "mediator_parameters",
     "run_from_datatree",
     "run_sampler",
+    "stacked_samples",
     "to_datatree",
 ]
 
@@ -545,6 +548,8 @@ class Posterior:
         self.log_likelihood = log_likelihood
         self.pointwise = pointwise
         self.fixed = dict(fixed or {})
+        #: the TemplateLikelihood behind a physics posterior (see :meth:`from_likelihood`)
+        self.likelihood: TemplateLikelihood | None = None
         self.n_calls = 0
         self.n_evaluations = 0
 
