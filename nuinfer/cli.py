@@ -72,23 +72,23 @@ def cmd_contour(args) -> int:
         overrides["scan.g_X.n"] = args.grid
     res = workflows.run_contour(args.analysis, out, overrides=overrides, plot=not args.no_plot,
                                 quiet=args.quiet)
-    print(json.dumps(res, indent=2, sort_keys=True))
+    print(json.dumps(res, indent=2, sort_keys=True, default=str))
     return 0
 
 
 def cmd_sample(args) -> int:
-    from . import workflows
+    from . import bayes
     out = _out_path(args, "outputs/posterior.nc")
-    res = workflows.run_sample(args.analysis, out, walkers=args.walkers, steps=args.steps, seed=args.seed,
+    res = bayes.run_sample(args.analysis, out, walkers=args.walkers, steps=args.steps, seed=args.seed,
                                resume=args.resume, progress=not args.quiet, model=args.model)
-    print(json.dumps(res, indent=2, sort_keys=True))
+    print(json.dumps(res, indent=2, sort_keys=True, default=str))
     return 0
 
 
 def cmd_plot(args) -> int:
-    from . import workflows
-    res = workflows.run_plot(args.posterior, outdir=args.outdir)
-    print(json.dumps(res, indent=2, sort_keys=True))
+    from . import bayes
+    res = bayes.run_plot(args.posterior, outdir=args.outdir)
+    print(json.dumps(res, indent=2, sort_keys=True, default=str))
     return 0
 
 
@@ -97,7 +97,7 @@ def cmd_compare(args) -> int:
     out = _out_path(args, "outputs/compare.nc")
     res = workflows.run_compare(args.analysis, args.vary, out, model=args.model, quiet=args.quiet,
                                 grid=args.grid)
-    print(json.dumps(res, indent=2, sort_keys=True))
+    print(json.dumps(res, indent=2, sort_keys=True, default=str))
     return 0
 
 
@@ -106,7 +106,7 @@ def cmd_reproduce(args) -> int:
     t0 = time.perf_counter()
     res = workflows.reproduce(args.outdir, quick=args.quick, quiet=args.quiet, only=args.only)
     res["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(res, indent=2, sort_keys=True))
+    print(json.dumps(res, indent=2, sort_keys=True, default=str))
     return 0
 
 

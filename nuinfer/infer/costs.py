@@ -108,6 +108,38 @@ def _check_counts(x, name: str, *, n_bins: int | None = None) -> np.ndarray:
     return arr
 
 
+def _check_data(x, r_sm: np.ndarray, sigma_bg: float, name: str = "data") -> np.ndarray:
+    """Observed counts ``D`` per bin: finite, ``n_bins`` last, with ``D + R_bg >= 0``.
+
+    ``D`` is the *background-subtracted* count (the statistics compare it with the neutrino
+    prediction ``(1 + a) R``; the known background ``R_bg = sigma_bg R_SM`` enters Eq. (26)
+    through the variance and the Poisson statistic through ``n = D + R_bg``).  A Poisson
+    observation ``n ~ Poisson((1 + a) R + R_bg)`` is therefore passed as ``D = n - R_bg``, which is
+    negative in bins with ``n < R_bg``; only the observed total ``n = D + R_bg`` must be
+    non-negative (up to a relative rounding of 1e-12).
+    """
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim == 0:
+        raise InvalidConfig("must be an array of counts per bin; got a scalar", key=name)
+    if arr.shape[-1] != r_sm.size:
+        raise InvalidConfig(
+            f"must have {r_sm.size} bins along its last axis (one per energy bin); "
+            f"got shape {arr.shape}",
+            key=name,
+        )
+    if not np.all(np.isfinite(arr)):
+        raise UnphysicalInput(f"contains NaN or inf at {_first_bad(~np.isfinite(arr))}", key=name)
+    bg = background_counts(r_sm, sigma_bg)
+    bad = arr + bg * (1.0 + 1e-12) < 0
+    if np.any(bad):
+        raise UnphysicalInput(
+            f"contains negative counts at {_first_bad(bad)}: data are background-subtracted "
+            "counts D = n - R_bg (R_bg = sigma_bg R_SM), so D + R_bg must be >= 0",
+            key=name,
+        )
+    return arr
+
+
 def _first_bad(mask: np.ndarray) -> str:
     idx = np.argwhere(mask)
     return f"index {tuple(int(i) for i in idx[0])} ({len(idx)} entries in total)"
@@ -179,7 +211,7 @@ def _eq26_inputs(expected, r_sm, data, sigma_sys, sigma_bg):
             key="r_sm",
         )
     R = _check_finite(expected, "expected", r_sm.size)
-    D = r_sm if data is None else _check_counts(data, "data", n_bins=r_sm.size)
+    D = r_sm if data is None else _check_data(data, r_sm, sigma_bg)
     inv_sigma = 1.0 / np.sqrt(eq26_variance(r_sm, sigma_bg))
     return R, D, inv_sigma, sigma_sys
 
@@ -192,7 +224,7 @@ def _poisson_inputs(expected, r_sm, data, sigma_sys, sigma_bg):
     if r_sm.ndim != 1:
         raise InvalidConfig(f"must be one-dimensional (bin,); got shape {r_sm.shape}", key="r_sm")
     R = _check_counts(expected, "expected", n_bins=r_sm.size)
-    D = r_sm if data is None else _check_counts(data, "data", n_bins=r_sm.size)
+    D = r_sm if data is None else _check_data(data, r_sm, sigma_bg)
     return R, D, background_counts(r_sm, sigma_bg), sigma_sys
 
 

