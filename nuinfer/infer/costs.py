@@ -11,7 +11,9 @@ Eq. (26) of Majumdar, Papoulias, Srivastava (PRD 106 (2022) 013001)::
     sigma_i^2 = R_SM,i + R_bg,i,      R_bg,i = sigma_bg * R_SM,i
 
 with the Asimov data set ``D = R_SM`` by default.  The background enters only through the
-variance; it is assumed known and is never fitted.
+variance; it is assumed known and is never fitted.  Data are therefore *background-subtracted*
+counts: an observation ``n ~ Poisson((1 + a) R + R_bg)`` is passed as ``D = n - R_bg``, which may
+be negative in sparse bins; only ``D + R_bg >= 0`` is required.
 
 The Poisson counterpart (Baker-Cousins saturated form, chi2 scale, as iminuit's binned costs)::
 
@@ -308,7 +310,8 @@ def eq26_chi2(a, expected, r_sm, *, data=None, sigma_sys: float = 0.1, sigma_bg:
         SM expectation [events]; sets ``sigma_i^2 = (1 + sigma_bg) R_SM,i``. Must be > 0 in
         every bin (drop empty bins first).
     data : array_like, shape (..., bin), optional
-        Observed counts ``D_i``. Default ``None`` uses the Asimov data set ``D = R_SM``.
+        Observed counts ``D_i``, background subtracted (``D_i + R_bg,i >= 0``). Default ``None``
+        uses the Asimov data set ``D = R_SM``.
     sigma_sys : float, optional
         Width of the Gaussian constraint on ``a``. Default 0.1. ``0`` fixes ``a = 0``;
         ``inf`` leaves it free.
@@ -350,7 +353,8 @@ def poisson_twice_nll(
     r_sm : array_like, shape (bin,)
         SM expectation [events]; sets the known background ``R_bg = sigma_bg R_SM``.
     data : array_like, shape (..., bin), optional
-        Observed counts ``D_i`` (need not be integers). Default ``None`` uses ``D = R_SM``.
+        Observed counts ``D_i = n_i - R_bg,i`` (background subtracted, need not be integers;
+        ``D_i + R_bg,i >= 0``). Default ``None`` uses ``D = R_SM``.
     sigma_sys : float, optional
         Width of the Gaussian constraint on ``a``. Default 0.1.
     sigma_bg : float, optional

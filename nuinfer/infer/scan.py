@@ -34,6 +34,7 @@ from nuinfer.exceptions import EmptyWindow, InvalidConfig, NumericalError, Unphy
 from nuinfer.infer.costs import (
     STATISTICS,
     _check_counts,
+    _check_data as _check_data_counts,
     _check_sigma,
     _check_statistic,
     _poisson_kernel,
@@ -339,14 +340,14 @@ def _check_min_expected(value) -> float:
     return value
 
 
-def _check_data(data, r_sm):
+def _check_data(data, r_sm, sigma_bg):
     if data is None:
         return r_sm, "asimov_sm"
     if isinstance(data, xr.DataArray):
         if data.dims != ("bin",):
             raise InvalidConfig(f"must have dims ('bin',); got {data.dims}", key="data")
         data = data.values
-    arr = _check_counts(data, "data", n_bins=r_sm.size)
+    arr = _check_data_counts(data, r_sm, sigma_bg)
     if arr.ndim != 1:
         raise InvalidConfig(
             f"must be one count per bin, shape ({r_sm.size},); got {arr.shape}", key="data"
@@ -379,7 +380,9 @@ def scan(
         Coupling grid: 1-D, > 0, strictly increasing (log-spaced is typical). The SM point
         ``g_X = 0`` is always evaluated in addition.
     data : array_like or xarray.DataArray, shape (bin,), optional
-        Observed counts. Default ``None``: the Asimov data set ``R_SM``.
+        Observed counts with the known background subtracted, ``D = n - R_bg``
+        (``R_bg = sigma_bg R_SM``); ``D`` may be negative where ``n < R_bg`` but ``D + R_bg``
+        must be >= 0. Default ``None``: the Asimov data set ``R_SM``.
     statistic : {"eq26", "poisson"}, optional
         ``"eq26"`` (default): the paper's chi2; ``"poisson"``: its Poisson counterpart
         (:func:`~nuinfer.infer.costs.poisson_twice_nll`).
@@ -439,7 +442,7 @@ def scan(
     min_expected = _check_min_expected(min_expected)
     g = _check_g(g_X, strict=True)
     T, r_sm, m = _check_templates(templates)
-    D, data_source = _check_data(data, r_sm)
+    D, data_source = _check_data(data, r_sm, sigma_bg)
 
     used = r_sm > min_expected
     dropped = np.flatnonzero(~used)
