@@ -127,7 +127,7 @@ DEFAULTS: dict = {
     "posterior": {"walkers": 32, "steps": 2000, "seed": 1, "thin": 1,
                   "log10_m_X": {"lo": -2.0, "hi": 4.0}, "log10_g_X": {"lo": -8.0, "hi": -1.0},
                   "a": {"sigma": None}, "mass_grid_n": 241},
-    "numerics": {"n_nodes": 6, "n_flux_grid": 4000},
+    "numerics": {"n_nodes": 6, "n_flux_grid": 400},
 }
 
 _CHOICES = {
@@ -437,6 +437,48 @@ def load_table(path, key: str, ncol: int = 2) -> np.ndarray:
     if not rows:
         raise DataFileError(f"{p}: no data rows", key=key)
     return np.asarray(rows)
+
+
+def load_counts(path, nbins: int, key: str = "statistics.data") -> np.ndarray:
+    """Observed counts per bin from a text file (one value per line, or rows ``E_lo E_hi counts`` /
+    ``E counts`` whose last column is the count) or a NetCDF file with a ``counts`` variable.
+
+    Raises :class:`DataFileError` naming the file (and line) for unreadable files, non-numeric,
+    negative, NaN/inf values or a number of bins different from the analysis binning.
+    """
+    p = Path(path)
+    if p.suffix == ".nc":
+        import xarray as xr
+        try:
+            with xr.open_dataset(p) as ds:
+                arr = np.asarray(ds["counts"].values, float)
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataFileError(f"cannot read a 'counts' variable from {p}: {exc}", key=key) from None
+        if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise DataFileError(f"{p}: counts must be a 1-D array of finite values >= 0", key=key)
+    else:
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
+        vals = []
+        for ln, line in enumerate(text.splitlines(), start=1):
+            s = line.split("#", 1)[0].strip()
+            if not s:
+                continue
+            parts = s.replace(",", " ").split()
+            try:
+                v = float(parts[-1])
+            except ValueError:
+                raise DataFileError(f"{p}:{ln}: non-numeric value in {s!r}", key=key) from None
+            if not np.isfinite(v) or v < 0:
+                raise DataFileError(f"{p}:{ln}: counts must be finite and >= 0, got {parts[-1]}", key=key)
+            vals.append(v)
+        arr = np.asarray(vals)
+    if arr.shape != (nbins,):
+        raise DataFileError(f"{p}: observed counts need {nbins} values (one per bin), found {arr.size}",
+                            key=key)
+    return arr
 
 
 def load(path_or_dict, overrides: dict | None = None) -> Analysis:

@@ -28,6 +28,7 @@ and for L_mu - L_tau.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 
@@ -51,7 +52,13 @@ PROCESSES = ("cevns", "eves")
 
 @dataclass
 class Channel:
-    """A flux of one flavour reaching the detector: a line or a tabulated continuum."""
+    """A flux of one flavour reaching the detector: a line or a tabulated continuum.
+
+    Continua carry the flux on a grid ``E`` (values ``dphi``) and the exact upper integrals
+    ``upper[j, i] = int_{E_i}^{E_max} dphi E^-j dE`` computed with Gauss-Legendre panels between
+    grid points; moments at any E_min are a cubic Hermite interpolation of ``upper`` whose
+    derivative ``-dphi E^-j`` is known exactly at the grid points.
+    """
 
     source: str
     flavour: str
@@ -60,6 +67,7 @@ class Channel:
     line_flux: float = 0.0
     E: np.ndarray | None = None  # MeV
     dphi: np.ndarray | None = None  # cm^-2 s^-1 MeV^-1
+    upper: np.ndarray | None = None  # (3, n)
 
     @property
     def E_max(self) -> float:
@@ -75,14 +83,34 @@ class Channel:
                 out[j] = np.where(on, self.line_flux * self.line_energy ** (-j), 0.0)
             return out
         E, f = self.E, self.dphi
+        x = np.clip(Emin, E[0], E[-1])
         for j in range(3):
             g = f * E ** (-j)
-            cum = cumulative_trapezoid(g, E, initial=0.0)
-            upper = cum[-1] - cum  # integral from E_i to E_max
+            upper = self.upper[j] if self.upper is not None else _upper_trapezoid(E, g)
             spl = CubicHermiteSpline(E, upper, -g, extrapolate=False)
-            x = np.clip(Emin, E[0], E[-1])
             out[j] = np.where(Emin >= E[-1], 0.0, spl(x))
         return np.maximum(out, 0.0)
+
+
+def _upper_trapezoid(E, g):
+    cum = cumulative_trapezoid(g, E, initial=0.0)
+    return cum[-1] - cum
+
+
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
+
+
+def _upper_integrals(E: np.ndarray, fx: np.ndarray) -> tuple[None, np.ndarray]:
+    """Upper integrals of f E^-j (j = 0..2) from f at the 6-point GL nodes of every grid panel."""
+    a, b = E[:-1, None], E[1:, None]
+    x = 0.5 * (b - a) * _GL_X[None, :] + 0.5 * (b + a)
+    w = 0.5 * (b - a) * _GL_W[None, :]
+    fx = fx.reshape(x.shape)
+    up = np.zeros((3, E.size))
+    for j in range(3):
+        panel = np.sum(w * fx * x ** (-j), axis=1)
+        up[j, :-1] = np.cumsum(panel[::-1])[::-1]
+    return None, up
 
 
 def _continuum_grid(em, n: int) -> np.ndarray:
@@ -93,34 +121,57 @@ def _continuum_grid(em, n: int) -> np.ndarray:
     return lo + (hi - lo) * 0.5 * (1.0 - np.cos(np.pi * u))  # clustered at both ends
 
 
-def build_channels(source_names, *, normalisation="paper", osc_params=None, n_grid: int = 4000,
+def build_channels(source_names, *, normalisation="paper", osc_params=None, n_grid: int = 400,
                    user_tables: dict | None = None) -> list[Channel]:
-    """Oscillated flavour channels for the requested sources (see the module docstring)."""
+    """Oscillated flavour channels for the requested sources (see the module docstring).
+
+    Built-in sources are cached per (source, normalisation, oscillation parameters, grid size):
+    spectral shapes are pure functions, and the cache makes every forward model after the first
+    one skip the shape evaluations.  Channels are shared read-only.
+    """
     osc_params = osc_params or osc.OscillationParams()
     user_tables = user_tables or {}
+    norm_key = normalisation if isinstance(normalisation, (str, int, float)) else json.dumps(
+        normalisation, sort_keys=True)
     chans: list[Channel] = []
     for name in source_names:
         if name in user_tables:
-            ems = user_tables[name]
+            chans += _channels_for(name, user_tables[name], osc_params, n_grid)
         else:
-            ems = src.emissions(name, normalisation=normalisation)
-        solar = name in src.SOLAR_SOURCES
-        for em in ems:
-            if em.line_energy is not None:
-                E = np.array([em.line_energy])
-                weights = _flavour_split(name, em, E, solar, osc_params)
-                for fl, w in weights.items():
-                    if w[0] > 0:
-                        chans.append(Channel(name, fl, em.anti, line_energy=float(em.line_energy),
-                                             line_flux=float(em.flux * w[0])))
-                continue
-            E = _continuum_grid(em, n_grid)
-            E = E[E > 0]  # flux moments need E^-2; every recoil needs E_nu > 0 anyway
-            phi = em.flux * np.asarray(em.shape(E), float)
+            chans += _cached_channels(name, norm_key, osc_params, n_grid)
+    return chans
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_channels(name, norm_key, osc_params, n_grid) -> tuple:
+    norm = json.loads(norm_key) if isinstance(norm_key, str) and norm_key.startswith("{") else norm_key
+    return tuple(_channels_for(name, src.emissions(name, normalisation=norm), osc_params, n_grid))
+
+
+def _channels_for(name, ems, osc_params, n_grid) -> list[Channel]:
+    solar = name in src.SOLAR_SOURCES
+    chans: list[Channel] = []
+    for em in ems:
+        if em.line_energy is not None:
+            E = np.array([em.line_energy])
             weights = _flavour_split(name, em, E, solar, osc_params)
             for fl, w in weights.items():
-                if np.any(w > 0):
-                    chans.append(Channel(name, fl, em.anti, E=E, dphi=phi * w))
+                if w[0] > 0:
+                    chans.append(Channel(name, fl, em.anti, line_energy=float(em.line_energy),
+                                         line_flux=float(em.flux * w[0])))
+            continue
+        E = _continuum_grid(em, n_grid)
+        E = E[E > 0]  # flux moments need E^-2; every recoil needs E_nu > 0 anyway
+        a, b = E[:-1, None], E[1:, None]
+        x = (0.5 * (b - a) * _GL_X[None, :] + 0.5 * (b + a)).ravel()
+        pts = np.concatenate([E, x])  # grid values (Hermite slopes) and panel nodes together
+        phi = em.flux * np.asarray(em.shape(pts), float)
+        for fl, w in _flavour_split(name, em, pts, solar, osc_params).items():
+            f = phi * w
+            _, upper = _upper_integrals(E, f[E.size:])
+            dphi = f[:E.size]
+            if np.any(dphi > 0) or np.any(upper > 0):
+                chans.append(Channel(name, fl, em.anti, E=E, dphi=dphi, upper=upper))
     return chans
 
 
@@ -188,7 +239,7 @@ class ForwardModel:
     osc_params: object = None
     sin2w: float | None = None
     n_nodes: int = 6
-    n_flux_grid: int = 4000
+    n_flux_grid: int = 400
     user_tables: dict | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 

@@ -96,14 +96,7 @@ def _load_data(ana: _config.Analysis, nbins: int):
     d = ana.cfg["statistics"]["data"]
     if d == "asimov":
         return None
-    arr = np.loadtxt(ana._resolve(d), ndmin=1) if not str(d).endswith(".nc") else xr.open_dataset(d)["counts"].values
-    if arr.ndim == 2:
-        arr = arr[:, -1]
-    if arr.shape != (nbins,):
-        from .exceptions import DataFileError
-        raise DataFileError(f"observed counts need {nbins} values (one per bin), found {arr.shape[0]}",
-                            key="statistics.data")
-    return arr
+    return _config.load_counts(ana._resolve(d), nbins)
 
 
 def scan_model(ana: _config.Analysis, model: str, *, fm=None, templates=None, progress: bool = False):

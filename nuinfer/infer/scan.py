@@ -418,8 +418,9 @@ def scan(
         ``observed_counts``, ``R_SM``, ``bin_used``. Attrs record the statistic and its
         variable name (``statistic_variable``), ``cl``, ``ndof``, ``threshold``,
         ``scan_mode``, ``sidedness``, ``sigma_sys``, ``sigma_bg``, ``profiler``,
-        ``dropped_bins`` (JSON list), ``drop_rule``, the minimum and best-fit point, plus the
-        templates' attrs.
+        ``dropped_bins`` (JSON list), ``drop_rule``, the minimum and best-fit point
+        (``best_fit_m_X_MeV = best_fit_g_X = 0`` when the SM is the best fit), plus the
+        templates' attrs.  Every attribute is finite (no NaN reaches a NetCDF file).
 
     Raises
     ------
@@ -588,7 +589,8 @@ def scan(
         statistic_min=global_min,
         statistic_sm=sm_value,
         best_fit_is_sm=int(best_is_sm),
-        best_fit_m_X_MeV=float("nan") if best_is_sm else float(m[i_best]),
+        # m_X is undefined at the SM point; 0.0 (not NaN: no NaN may reach a result file)
+        best_fit_m_X_MeV=0.0 if best_is_sm else float(m[i_best]),
         best_fit_g_X=0.0 if best_is_sm else float(g[j_best]),
         n_not_converged=int((~conv).sum()),
     )

@@ -157,7 +157,8 @@ def dsigma_dEnr(E_nu, E_nr, iso: Isotope, inter="SM", g_X: float = 0.0, m_X_MeV:
     q2 = 2.0 * m * E
     F = helm_form_factor(q2, iso.A)
     prop = 1.0 / (q2 + m_X_MeV**2)
-    qsm = weak_charge_sm(iso, sin2w) * F
+    qsm0 = weak_charge_sm(iso, sin2w)  # without F: the ratio Q_X F / (Q_SM F) must not be 0/0
+    qsm = qsm0 * F
     allowed = E_nu >= enu_min(E, m)
     with np.errstate(divide="ignore", invalid="ignore"):
         kin = np.where(allowed, 1.0 - m * E / (2.0 * E_nu**2), 0.0)
@@ -169,9 +170,9 @@ def dsigma_dEnr(E_nu, E_nr, iso: Isotope, inter="SM", g_X: float = 0.0, m_X_MeV:
         elif name in ("V", "B-L", "Lmu-Ltau"):
             if name == "Lmu-Ltau":
                 s = _lmu_ltau_sign(flavour)
-                x = s * ALPHA_EM * g2 * LOG_MTAU2_MMU2 * iso.Z * F / (3.0 * SQRT2 * np.pi * G_F * qsm) * prop
+                x = s * ALPHA_EM * g2 * LOG_MTAU2_MMU2 * iso.Z / (3.0 * SQRT2 * np.pi * G_F * qsm0) * prop
             else:
-                x = charges(iso, inter)[name] * g2 * F / (SQRT2 * G_F * qsm) * prop
+                x = charges(iso, inter)[name] * g2 / (SQRT2 * G_F * qsm0) * prop
             out = (1.0 + x) ** 2 * sm
         else:
             Q = charges(iso, inter)[name] * g2 * F
