@@ -148,9 +148,6 @@ def test_bad_data_counts_exit_2(tmp_path, capsys):
     assert_one_line_error(err, "statistics.data", "30")
 
 
-@pytest.mark.xfail(strict=True, reason="workflows._load_data calls np.loadtxt unguarded: a missing or "
-                   "non-numeric counts file escapes as FileNotFoundError/ValueError (traceback, exit 1); "
-                   "needs a DataFileError naming statistics.data (workflows.py is not owned by issue 7)")
 @pytest.mark.parametrize("content", [None, "1\nx\n3\n"], ids=["missing", "non_numeric"])
 def test_unreadable_data_file_exits_2(tmp_path, capsys, content):
     if content is not None:
