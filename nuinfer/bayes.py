@@ -17,9 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -106,27 +104,7 @@ def _observed_counts(ana: _config.Analysis, nbins: int):
     d = ana.cfg["statistics"]["data"]
     if d == "asimov":
         return None
-    path = ana._resolve(d)
-    key = "statistics.data"
-    if str(path).endswith(".nc"):
-        from .io import read_netcdf
-        ds = read_netcdf(path)
-        if "counts" not in ds:
-            raise DataFileError(f"{path} has no variable 'counts'", key=key)
-        arr = np.asarray(ds["counts"].values, dtype=float)
-    else:
-        try:
-            arr = np.loadtxt(path, ndmin=1, comments="#", delimiter=None)
-        except (OSError, ValueError) as exc:
-            raise DataFileError(f"cannot read observed counts from {path}: {exc}", key=key) from None
-        if arr.ndim == 2:
-            arr = arr[:, -1]
-    if arr.shape != (nbins,):
-        raise DataFileError(f"observed counts need {nbins} values (one per bin), found "
-                            f"{arr.shape[0] if arr.ndim else 1} in {path}", key=key)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise DataFileError(f"observed counts in {path} must be finite and >= 0", key=key)
-    return arr
+    return _config.load_counts(ana._resolve(d), nbins)
 
 
 def _diff_keys(a, b, prefix: str = "") -> list[str]:
@@ -426,19 +404,8 @@ def _freq_g90_at(freq: xr.Dataset | None, m) -> np.ndarray:
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    from .io import atomic_write_text
+    return atomic_write_text(path, text)
 
 
 def _fmt(x) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import contextlib
 import os
 import tempfile
 from pathlib import Path, PurePath
@@ -202,11 +203,24 @@ def write_netcdf(obj, path) -> Path:
         raise DataFileError(f"directory {str(directory)!r} does not exist; create it first",
                             key="path")
     clean = _sanitize(obj)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    with atomic_target(path) as tmp:
+        clean.to_netcdf(tmp, mode="w", engine="netcdf4")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_target(path):
+    """Context manager yielding a temporary path next to ``path``; on success the file is fsync-ed,
+    given the usual permissions (0666 minus the umask) and renamed over ``path`` (atomic); on any
+    exception it is removed and a previous file at ``path`` is left as it was."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=directory)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        clean.to_netcdf(tmp, mode="w", engine="netcdf4")
+        yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         umask = os.umask(0)
@@ -217,7 +231,13 @@ def write_netcdf(obj, path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(directory)
-    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write a text file atomically (see :func:`atomic_target`)."""
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def _check_readable(path) -> Path:

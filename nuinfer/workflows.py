@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from . import config as _config
-from .io import provenance_attrs, write_netcdf
+from .io import atomic_write_text, provenance_attrs, write_netcdf
 
 #: masses at which limits are tabulated in summaries and reports [MeV]
 REFERENCE_MASSES_MEV = (0.01, 1.0, 100.0, 1000.0)
@@ -26,26 +26,6 @@ def _analysis(a, overrides=None) -> _config.Analysis:
     if isinstance(a, _config.Analysis):
         return a.replace(**overrides) if overrides else a
     return _config.load(a, overrides)
-
-
-def atomic_write_text(path, text: str) -> Path:
-    """Write a text file atomically (temporary file in the same folder, then rename)."""
-    import os
-    import tempfile
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _say(msg: str, quiet: bool) -> None:
