@@ -13,9 +13,13 @@ integrated between the mapped edges: this is Eq. 21 done exactly (no Jacobian ap
 Realistic response (hooks; the paper preset is an ideal detector)
     * efficiency: a callable eps(E_ee [keVee]) in [0, 1], or a table (E_keVee, eps), applied at the
       electron-equivalent energy of each recoil;
-    * resolution: Gaussian, sigma(E_ee) = a sqrt(E/keV) + b E (keV).  The XENON ER resolution
-      sigma/E = 0.310/sqrt(E/keV) + 0.0037 (XENON1T, Aprile et al., PRD 102 (2020) 072004) is the
-      preset ``"xenon"``.
+    * resolution: Gaussian, sigma(E_ee) = a sqrt(E/keV) + b E (keV), or any callable
+      sigma(E_ee [keVee]) -> keVee (e.g. :func:`germanium_resolution`, electronic noise plus Fano
+      statistics).  The XENON ER resolution sigma/E = 0.310/sqrt(E/keV) + 0.0037 (XENON1T, Aprile et
+      al., PRD 102 (2020) 072004) is the preset ``"xenon"``.
+
+Quenching-factor nuisance: ``Quenching(..., scale=s)`` multiplies Q_f by ``s`` (default 1), which
+is how the data-driven fits (:mod:`nuinfer.infer.datafit`) vary the quenching normalisation.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class Quenching:
         tests with the germanium value of Collar et al., PRD 103 (2021) 122003); ``"constant"`` (Q_f = ``value``);
         ``"table"`` (user curve (E_nr keV, Q_f) interpolated in log E, constant beyond the ends);
         ``"none"`` means electron recoils (Q_f = 1).
+    scale : float
+        Multiplies Q_f (quenching normalisation; default 1).  Must be in (0, 10].
     """
 
     model: str = "lindhard"
@@ -57,6 +63,7 @@ class Quenching:
     value: float = 0.15
     table: tuple | None = None
     xi_keV: float = 0.16
+    scale: float = 1.0
 
     def __post_init__(self):
         if self.model not in QUENCHING_MODELS:
@@ -64,6 +71,9 @@ class Quenching:
                 f"unknown quenching model {self.model!r}; use one of {', '.join(QUENCHING_MODELS)}",
                 key="detector.quenching.model",
             )
+        if not (np.isfinite(self.scale) and 0 < self.scale <= 10):
+            raise UnphysicalInput(f"quenching scale must be in (0, 10], got {self.scale}",
+                                  key="detector.quenching.scale")
         if self.model == "lindhard_adiabatic" and not (self.xi_keV > 0):
             raise UnphysicalInput(f"xi must be > 0 keV, got {self.xi_keV}", key="detector.xi_keV")
         if self.model.startswith("lindhard") and not (self.k > 0):
@@ -85,6 +95,10 @@ class Quenching:
         E = np.asarray(E_nr_keV, dtype=float)
         if self.model == "none":
             return np.ones_like(E)
+        q = self._qf_unscaled(E)
+        return q * self.scale if self.scale != 1.0 else q
+
+    def _qf_unscaled(self, E) -> np.ndarray:
         if self.model == "constant":
             return np.full_like(E, self.value)
         if self.model == "table":
@@ -109,7 +123,7 @@ class Quenching:
             return y.copy()
         if np.any(y <= 0):
             raise UnphysicalInput("electron-equivalent energies must be > 0", key="binning")
-        lo = np.log(y)  # Q_f <= 1 -> E_nr >= E_ee
+        lo = np.log(y) - np.log(max(self.scale, 1.0))  # Q_f <= scale -> E_nr >= E_ee / scale
         hi = np.log(y) + np.log(1e6)
         for _ in range(100):
             mid = 0.5 * (lo + hi)
@@ -187,8 +201,9 @@ class Detector:
         Use ``Quenching("none")`` for electron recoils.
     efficiency : None | callable | (E_keVee, eps) table
         None = ideal (paper preset).
-    resolution : None | (a, b)
-        Gaussian sigma(E) = a sqrt(E/keV) + b E [keV]; ``None`` = perfect resolution (paper preset).
+    resolution : None | (a, b) | callable
+        Gaussian sigma(E) = a sqrt(E/keV) + b E [keV], or a callable ``sigma(E_keVee) -> keVee``;
+        ``None`` = perfect resolution (paper preset).
     """
 
     quenching: Quenching = field(default_factory=Quenching)
@@ -209,15 +224,24 @@ class Detector:
         e = binning.edges
         if self.resolution is None:
             return float(e[0]), float(e[-1])
-        a, b = self.resolution
         lo = e[0]
         # push the lower end down until a 6-sigma upward fluctuation cannot reach the first edge
         for _ in range(60):
-            if lo + 6.0 * (a * np.sqrt(lo) + b * lo) < e[0] or lo < 1e-3 * e[0]:
+            if lo + 6.0 * float(self.sigma_keV(lo)) < e[0] or lo < 1e-3 * e[0]:
                 break
             lo *= 0.8
-        hi = e[-1] + 6.0 * (a * np.sqrt(e[-1]) + b * e[-1])
+        hi = e[-1] + 6.0 * float(self.sigma_keV(e[-1]))
         return float(lo), float(hi)
+
+    def sigma_keV(self, E_keVee) -> np.ndarray:
+        """Gaussian resolution sigma(E) [keVee] (0 for a perfect detector)."""
+        E = np.asarray(E_keVee, float)
+        if self.resolution is None:
+            return np.zeros_like(E)
+        if callable(self.resolution):
+            return np.asarray(self.resolution(E), float)
+        a, b = self.resolution
+        return a * np.sqrt(E) + b * E
 
     def response(self, E_true_ee_keV, binning: Binning) -> np.ndarray:
         """Probability (nodes, bins) that a recoil of true E_ee lands in each bin, times efficiency."""
@@ -230,14 +254,42 @@ class Detector:
             ok = (idx >= 0) & (idx < e.size - 1)
             R[np.nonzero(ok)[0], idx[ok]] = 1.0
         else:
-            a, b = self.resolution
-            sig = a * np.sqrt(E) + b * E
+            sig = np.maximum(self.sigma_keV(E), 1e-12)
             cdf = ndtr((e[None, :] - E[:, None]) / sig[:, None])
             R = np.diff(cdf, axis=1)
         return R * eff[:, None]
 
 
 XENON_ER_RESOLUTION = (0.310, 0.0037)
+
+
+@dataclass(frozen=True)
+class GermaniumResolution:
+    """Resolution of a germanium ionisation detector, sigma = sqrt(sigma_noise^2 + eps F E).
+
+    Parameters
+    ----------
+    noise_keV : float
+        Electronic-noise sigma [keVee].
+    fano : float
+        Fano factor of germanium (0.11, a typical measured value).
+    pair_energy_keV : float
+        Mean energy per electron-hole pair in germanium at 77 K (2.96 eV).
+    """
+
+    noise_keV: float = 0.07
+    fano: float = 0.11
+    pair_energy_keV: float = 2.96e-3
+
+    def __post_init__(self):
+        for k in ("noise_keV", "fano", "pair_energy_keV"):
+            v = getattr(self, k)
+            if not (np.isfinite(v) and v >= 0):
+                raise UnphysicalInput(f"must be finite and >= 0, got {v}", key=f"detector.resolution.{k}")
+
+    def __call__(self, E_keVee) -> np.ndarray:
+        E = np.maximum(np.asarray(E_keVee, float), 0.0)
+        return np.sqrt(self.noise_keV**2 + self.pair_energy_keV * self.fano * E)
 
 
 #: Parameters of :func:`xenonnt_er_efficiency`, least-squares fit (4 parameters, max |residual| 0.010)

@@ -226,6 +226,18 @@ class ForwardModel:
         EvES atomic binding step function (Eq. 25); default on.
     n_nodes : int
         Gauss-Legendre nodes per recoil sub-interval.
+    user_tables : dict, optional
+        Extra sources ``{name: [Emission, ...]}`` (user flux tables, or the terrestrial sources
+        of :mod:`nuinfer.physics.terrestrial`); list their names in ``sources``.  Sources other
+        than the solar and atmospheric ones are not oscillated.
+    form_factor : {"helm", "klein-nystrand"}
+        Nuclear form factor of CEvNS (:func:`nuinfer.physics.cevns.form_factor`).
+
+    Notes
+    -----
+    Targets (``"Xe"``, ``"Ge"``, ``"Ar"``, ``"Ar40"``, ``"CsI"``, single isotopes) are counted per
+    formula unit: ``exposure_tonne_year`` is the detector mass times live time, whatever the
+    compound.  :meth:`kernel_counts` is the hook for cross sections outside the mediator models.
     """
 
     process: str = "cevns"
@@ -241,6 +253,7 @@ class ForwardModel:
     n_nodes: int = 6
     n_flux_grid: int = 400
     user_tables: dict | None = None
+    form_factor: str = "helm"
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
@@ -272,6 +285,9 @@ class ForwardModel:
         if not isinstance(self.n_nodes, int) or self.n_nodes < 2:
             raise InvalidConfig("n_nodes must be an integer >= 2", key="numerics.n_nodes")
         self.sin2w = cevns.SIN2_THETA_W if self.sin2w is None else float(self.sin2w)
+        if self.form_factor not in cevns.FORM_FACTORS:
+            raise InvalidConfig(f"unknown form factor {self.form_factor!r}; use one of "
+                                f"{', '.join(cevns.FORM_FACTORS)}", key="form_factor")
 
     # ------------------------------------------------------------------ species and kinematics
     @property
@@ -291,6 +307,10 @@ class ForwardModel:
     def _e_true_edges_MeV(self) -> tuple[float, float, np.ndarray]:
         lo, hi = self.detector.true_range_keVee(self.binning)
         edges = self.binning.edges
+        # efficiency objects may declare their kinks (e.g. table abscissae) as ``knots_keVee``
+        knots = getattr(self.detector.efficiency, "knots_keVee", None)
+        if knots is not None:
+            edges = np.union1d(edges, np.asarray(knots, float))
         edges = edges[(edges > lo) & (edges < hi)]
         pts = np.concatenate([[lo], edges, [hi]])
         q = self.detector.quenching
@@ -308,6 +328,12 @@ class ForwardModel:
         """Recoil nodes for every species, split at bin edges and every discontinuity."""
         if "quad" in self._cache:
             return self._cache["quad"]
+        quad = self._build_quadrature()
+        self._cache["quad"] = quad
+        return quad
+
+    def _build_quadrature(self, extra_breaks=None) -> Quadrature:
+        """Quadrature nodes; ``extra_breaks(k, species) -> E_r [MeV]`` adds sub-interval ends."""
         lo, hi, edge_pts = self._e_true_edges_MeV()
         Es, Ws, Ss = [], [], []
         line_E = np.array([c.E_max for c in self.channels])
@@ -316,6 +342,8 @@ class ForwardModel:
             extra = [kinks]
             if self.process == "eves" and self.binding:
                 extra.append(self.target.binding_edges_MeV())
+            if extra_breaks is not None:
+                extra.append(np.atleast_1d(np.asarray(extra_breaks(k, sp), float)))
             br = np.concatenate([edge_pts] + extra)
             br = np.unique(br[(br >= lo) & (br <= hi)])
             # drop sub-intervals above every kinematic endpoint: nothing is produced there
@@ -333,9 +361,7 @@ class ForwardModel:
                 f"no neutrino source can produce a recoil in {self.binning.edges[0]:g}-"
                 f"{self.binning.edges[-1]:g} keVee for {self.process}; lower the threshold or add sources",
                 key="binning")
-        quad = Quadrature(np.concatenate(Es), np.concatenate(Ws), np.concatenate(Ss))
-        self._cache["quad"] = quad
-        return quad
+        return Quadrature(np.concatenate(Es), np.concatenate(Ws), np.concatenate(Ss))
 
     def response(self) -> np.ndarray:
         """Detector response matrix (nodes, bins) including efficiency."""
@@ -356,9 +382,9 @@ class ForwardModel:
             self._cache["mom"] = np.stack([c.moments(Emin) for c in self.channels])
         return self._cache["mom"]
 
-    def _node_scale(self) -> np.ndarray:
+    def _node_scale(self, quad: Quadrature | None = None) -> np.ndarray:
         """Quadrature weight x targets x exposure x unit conversion per node."""
-        quad = self.quadrature()
+        quad = self.quadrature() if quad is None else quad
         n_t = np.array([sp[2] for sp in self._species])[quad.species]
         if self.process == "eves":
             n_t = n_t * (self.target.electrons_accessible(quad.E) if self.binding
@@ -375,7 +401,8 @@ class ForwardModel:
             sel = quad.species == k
             if self.process == "cevns":
                 C[:, :, sel] = cevns.coefficients(quad.E[sel], sp[3], inter, flavour=ch.flavour,
-                                                  anti=ch.anti, sin2w=self.sin2w)
+                                                  anti=ch.anti, sin2w=self.sin2w,
+                                                  form_factor=self.form_factor)
             else:
                 C[:, :, sel] = eves.coefficients(quad.E[sel], inter, flavour=ch.flavour, anti=ch.anti,
                                                  sin2w=self.sin2w)
@@ -409,6 +436,65 @@ class ForwardModel:
         m = np.array([sp[1] if sp[1] is not None else eves.M_E for sp in self._species])[quad.species]
         return 2.0 * m * quad.E
 
+    @property
+    def species(self) -> list[tuple]:
+        """Recoiling species: ``(label, mass MeV, targets per tonne-year, Isotope or None)``."""
+        return list(self._species)
+
+    def kernel_counts(self, coefficients, *, enu_min=None, extra_breaks=None,
+                      per_source: bool = False) -> np.ndarray:
+        """Binned counts for any cross section written in the E_nu expansion of this module.
+
+        This is the generic hook for interactions outside :mod:`nuinfer.physics.mediators` (e.g.
+        the sterile-neutrino dipole portal, :mod:`nuinfer.physics.dipole`): the cross section is
+        ``dsigma/dE_r = sum_j C_j(E_r) E_nu^-j`` (j = 0, 1, 2) for ``E_nu >= enu_min(E_r)``.
+
+        Parameters
+        ----------
+        coefficients : callable
+            ``coefficients(E_r, isotope, flavour, anti) -> C`` of shape (3, n) [MeV^-3 MeV^j] for
+            recoil energies ``E_r`` (n,) [MeV] of one species (``isotope`` is ``None`` for
+            electrons).
+        enu_min : callable, optional
+            ``enu_min(E_r, isotope) -> E_nu^min`` [MeV]; default: the elastic kinematics of the
+            process.  Recoils whose ``E_nu^min`` exceeds a source's endpoint get nothing from it.
+        extra_breaks : callable, optional
+            ``extra_breaks(k, species) -> E_r`` [MeV]: recoil energies where the integrand has
+            kinks (e.g. where ``enu_min`` crosses a source endpoint); the quadrature is split there
+            (a one-off quadrature, not cached).
+        per_source : bool
+            Return counts per source, shape (n_sources, n_bins), instead of the total (n_bins,).
+
+        Returns
+        -------
+        numpy.ndarray
+            Expected counts [events].
+        """
+        if extra_breaks is None:
+            quad, resp, scale = self.quadrature(), self.response(), self._node_scale()
+        else:
+            quad = self._build_quadrature(extra_breaks)
+            resp = self.detector.response(self.detector.quenching.e_ee(quad.E / KEV), self.binning)
+            scale = self._node_scale(quad)
+        Emin = np.empty_like(quad.E)
+        for k, sp in enumerate(self._species):
+            sel = quad.species == k
+            Emin[sel] = enu_min(quad.E[sel], sp[3]) if enu_min is not None else self._enu_min(quad.E[sel], sp)
+        names = list(self.sources)
+        W = np.zeros((len(names), quad.E.size))
+        coef_cache: dict = {}
+        for ch in self.channels:
+            ck = (ch.flavour, ch.anti)
+            if ck not in coef_cache:
+                C = np.zeros((3, quad.E.size))
+                for k, sp in enumerate(self._species):
+                    sel = quad.species == k
+                    C[:, sel] = np.asarray(coefficients(quad.E[sel], sp[3], ch.flavour, ch.anti), float)
+                coef_cache[ck] = C
+            W[names.index(ch.source)] += np.einsum("jn,jn->n", coef_cache[ck], ch.moments(Emin)) * scale
+        counts = W @ resp
+        return counts if per_source else counts.sum(axis=0)
+
     # ------------------------------------------------------------------ public outputs
     def _bin_coords(self) -> dict:
         e = self.binning.edges
@@ -432,6 +518,7 @@ class ForwardModel:
             "quenching": q.model if q.model != "lindhard" else f"lindhard(k={q.k:g})",
             "detector": "ideal" if self.detector.ideal else "realistic",
             "sin2_theta_W": self.sin2w,
+            "form_factor": self.form_factor,
             "nuinfer_version": __version__,
         }
         if inter is not None:

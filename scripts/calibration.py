@@ -139,8 +139,8 @@ def build_setup(*, model: str = "S", process: str = "eves", m0: float = 0.1,
     templates_1d = templates_2d.isel(m_X=[i0])
     thr1 = float(stats.chi2.ppf(0.9, 1))
     g0 = expected_limit(templates_1d, sigma_sys=sigma_sys, sigma_bg=sigma_bg, threshold=thr1)
-    k_lo = int(round(np.log10(g_span[0]) * g_per_decade))
-    k_hi = int(round(np.log10(g_span[1]) * g_per_decade))
+    k_lo = round(np.log10(g_span[0]) * g_per_decade)
+    k_hi = round(np.log10(g_span[1]) * g_per_decade)
     k = np.arange(k_lo, k_hi + 1)
     g_grid = g0 * 10.0 ** (k / g_per_decade)
     j0 = int(np.flatnonzero(k == 0)[0])
@@ -227,8 +227,8 @@ def run(n_toys: int, *, seed: int = DEFAULT_SEED, truths=TRUTHS, modes=MODES, st
 
 
 def table(result: dict) -> str:
-    lines = ["| truth | mode | statistic | toys | excluded | fraction +- binomial | asymptotic | "
-             "q90 of Delta (threshold) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| truth | mode | statistic | toys | excluded | fraction +- binomial | asymptotic | "
+              "q90 of Delta (threshold) |"), "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         asym = "-" if r["asymptotic"] is None else f"{r['asymptotic']:.3f}"
         lines.append(f"| {r['truth']} | {r['mode']} | {r['statistic']} | {r['n_toys']} | {r['n_excluded']} | "

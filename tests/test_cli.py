@@ -174,7 +174,7 @@ def test_runtime_failure_exits_1(tmp_path, capsys, monkeypatch):
 
 def _run(*args, cwd):
     return subprocess.run([sys.executable, "-m", "nuinfer.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
 
 
 def test_subprocess_exit_codes_and_stderr(tmp_path):
@@ -262,6 +262,7 @@ def test_inspect_small(tmp_path, capsys):
     path = write(tmp_path, SMALL_SPECTRUM)
     assert main(["inspect", str(path)]) == 0
     out, err = capsys.readouterr()
+    assert err == ""
     info = json.loads(out)
     assert info["name"] == "small_spectrum" and info["process"] == "cevns"
     assert info["models"] == ["S", "V"]

@@ -21,6 +21,7 @@ import numpy as np
 from ..constants import (
     ALPHA_EM, G_F, HBARC_MEV_FM, LOG_MTAU2_MMU2, M_D, M_N, M_P, M_U, SIN2_THETA_W,
 )
+from ..exceptions import InvalidConfig
 from .mediators import Interaction, get_interaction
 from .targets import Isotope
 
@@ -46,6 +47,38 @@ def helm_form_factor(q2, A: int, *, s_fm: float = 0.9) -> np.ndarray:
     xs = np.where(small, 1.0, x)
     j1_over_x = np.where(small, 1.0 / 3.0 - x * x / 30.0, (np.sin(xs) / xs**2 - np.cos(xs) / xs) / xs)
     return 3.0 * j1_over_x * np.exp(-0.5 * (q * s_fm) ** 2)
+
+
+def klein_nystrand_form_factor(q2, A: int, *, a_k_fm: float = 0.7) -> np.ndarray:
+    """Klein-Nystrand form factor, F(0) = 1 (S. Klein, J. Nystrand, PRC 60 (1999) 014903).
+
+    A hard sphere of radius R_A = 1.2 A^(1/3) fm folded with a Yukawa potential of range
+    a_k = 0.7 fm: ``F = 3 j1(q R_A)/(q R_A) / (1 + q^2 a_k^2)``.  This is the form factor of the
+    COHERENT CsI 2017 prediction; ``q2`` in MeV^2.
+    """
+    q = np.sqrt(np.asarray(q2, dtype=float)) / HBARC_MEV_FM  # fm^-1
+    x = q * 1.2 * A ** (1.0 / 3.0)
+    small = x < 1e-3
+    xs = np.where(small, 1.0, x)
+    j1_over_x = np.where(small, 1.0 / 3.0 - x * x / 30.0, (np.sin(xs) / xs**2 - np.cos(xs) / xs) / xs)
+    return 3.0 * j1_over_x / (1.0 + (q * a_k_fm) ** 2)
+
+
+#: nuclear form factors selectable by name (``form_factor=`` of :func:`coefficients`)
+FORM_FACTORS = {"helm": helm_form_factor, "klein-nystrand": klein_nystrand_form_factor}
+
+
+def form_factor(q2, A: int, model: str = "helm") -> np.ndarray:
+    """Nuclear form factor ``model`` (``"helm"``, Eq. 6, or ``"klein-nystrand"``) at ``q2`` [MeV^2]."""
+    try:
+        fn = FORM_FACTORS[model]
+    except KeyError:
+        raise InvalidConfig(f"unknown form factor {model!r}; use one of {', '.join(FORM_FACTORS)}",
+                            key="form_factor") from None
+    return fn(q2, A)
+
+
+_form_factor = form_factor
 
 
 def er_max(E_nu, m_N: float):
@@ -90,7 +123,7 @@ def _lmu_ltau_sign(flavour: str) -> float:
 
 
 def coefficients(E_nr, iso: Isotope, inter, *, flavour: str = "e", anti: bool = False,
-                 sin2w: float = SIN2_THETA_W) -> np.ndarray:
+                 sin2w: float = SIN2_THETA_W, form_factor: str = "helm") -> np.ndarray:
     """Expansion coefficients ``C[p, j, ...]`` of d sigma/dE_nr (module docstring), MeV^-3 units.
 
     Parameters
@@ -101,11 +134,15 @@ def coefficients(E_nr, iso: Isotope, inter, *, flavour: str = "e", anti: bool = 
     inter : Interaction or str
     flavour, anti : neutrino flavour ("e", "mu", "tau") and antineutrino flag.  CEvNS is flavour
         blind except for L_mu - L_tau.
+    sin2w : float
+        Weak mixing angle.
+    form_factor : {"helm", "klein-nystrand"}
+        Nuclear form factor (:func:`form_factor`); Helm (Eq. 6) by default.
     """
     inter = get_interaction(inter)
     E = np.asarray(E_nr, dtype=float)
     m = iso.m_N
-    F = helm_form_factor(2.0 * m * E, iso.A)
+    F = _form_factor(2.0 * m * E, iso.A, form_factor)
     F2 = F * F
     C = np.zeros((3, 3) + E.shape)
     qsm = weak_charge_sm(iso, sin2w)
@@ -143,7 +180,8 @@ def coefficients(E_nr, iso: Isotope, inter, *, flavour: str = "e", anti: bool = 
 
 
 def dsigma_dEnr(E_nu, E_nr, iso: Isotope, inter="SM", g_X: float = 0.0, m_X_MeV: float = 1.0, *,
-                flavour: str = "e", anti: bool = False, sin2w: float = SIN2_THETA_W) -> np.ndarray:
+                flavour: str = "e", anti: bool = False, sin2w: float = SIN2_THETA_W,
+                form_factor: str = "helm") -> np.ndarray:
     """Direct CEvNS d sigma / dE_nr [MeV^-3] in the printed forms of Eq. 3, Table I and Eq. 9.
 
     Broadcasts over ``E_nu`` and ``E_nr`` (MeV); zero beyond the kinematic endpoint and never negative.
@@ -155,7 +193,7 @@ def dsigma_dEnr(E_nu, E_nr, iso: Isotope, inter="SM", g_X: float = 0.0, m_X_MeV:
     E = np.asarray(E_nr, dtype=float)
     m = iso.m_N
     q2 = 2.0 * m * E
-    F = helm_form_factor(q2, iso.A)
+    F = _form_factor(q2, iso.A, form_factor)
     prop = 1.0 / (q2 + m_X_MeV**2)
     qsm0 = weak_charge_sm(iso, sin2w)  # without F: the ratio Q_X F / (Q_SM F) must not be 0/0
     qsm = qsm0 * F

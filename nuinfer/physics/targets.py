@@ -1,4 +1,4 @@
-"""Targets: isotopes, natural xenon, nuclear spins and atomic binding energies.
+"""Targets: isotopes, natural xenon, germanium, argon, CsI, nuclear spins and atomic binding energies.
 
 Numbers and their sources
 -------------------------
@@ -8,6 +8,17 @@ Numbers and their sources
 * Spin expectation values for the axial channel: 131Xe S_p = -0.009, S_n = -0.272 (the reference
   paper, from shell model); 129Xe S_p = 0.010, S_n = 0.329 (Klos et al., PRD 88 (2013) 083516).
   Even-even isotopes carry no spin.
+* Natural germanium abundances: IUPAC 2013 representative isotopic composition
+  (J. Meija et al., Pure Appl. Chem. 88 (2016) 293): 70Ge 20.52 %, 72Ge 27.45 %, 73Ge 7.76 %,
+  74Ge 36.52 %, 76Ge 7.75 %.  Natural argon: 36Ar 0.3336 %, 38Ar 0.0629 %, 40Ar 99.6035 % (same
+  source); ``"Ar40"`` is the pure isotope used by the review.  133Cs and 127I are mononuclidic.
+* Spins of the odd nuclei of the new targets (axial channel only): 73Ge S_p = 0.030, S_n = 0.378
+  (Dimitrov, Engel, Pittel, PRD 51 (1995) R291); 127I S_p = 0.309, S_n = 0.075 (Ressell, Dean,
+  PRC 56 (1997) 535); 133Cs S_p = -0.370, S_n = 0.003 (Toivanen et al., PRC 79 (2009) 044302).
+* Compounds (CsI): ``Isotope.abundance`` is the number of such nuclei per *formula unit* (1 Cs
+  and 1 I per CsI), ``Target.molar_mass`` the molar mass of the formula unit, so a tonne-year
+  of CsI holds ``tonne_year_targets(molar_mass)`` formula units and as many Cs and I nuclei.
+  For an element the abundances sum to 1 and nothing changes.
 * Electron binding energies of xenon: Hartree-Fock single-particle energies of J.-W. Chen et al.,
   PLB 774 (2017) 656 (arXiv:1610.04177).  The reference paper's Table III mis-transcribes them
   (swapped j labels, 4p1/2 missing, 3d5/2 printed as 694.9 eV); the corrected list of ``PHYSICS.md``
@@ -57,8 +68,34 @@ class Isotope:
         return self.atomic_mass_u * AMU - self.Z * M_E
 
     @property
+    def symbol(self) -> str:
+        """Chemical symbol (``"Z<n>"`` for elements nuinfer has no name for)."""
+        return ELEMENT_SYMBOLS.get(self.Z, f"Z{self.Z}")
+
+    @property
     def name(self) -> str:
-        return f"Xe{self.A}" if self.Z == 54 else f"Z{self.Z}A{self.A}"
+        sym = ELEMENT_SYMBOLS.get(self.Z)
+        return f"{sym}{self.A}" if sym else f"Z{self.Z}A{self.A}"
+
+
+#: chemical symbols of the elements nuinfer ships targets for
+ELEMENT_SYMBOLS = {18: "Ar", 32: "Ge", 53: "I", 54: "Xe", 55: "Cs"}
+
+# (A, abundance %, atomic mass u (AME2020), S_p, S_n) per element
+_GERMANIUM = (
+    (70, 20.52, 69.92424875, 0.0, 0.0),
+    (72, 27.45, 71.922075826, 0.0, 0.0),
+    (73, 7.76, 72.923458956, 0.030, 0.378),
+    (74, 36.52, 73.921177761, 0.0, 0.0),
+    (76, 7.75, 75.921402726, 0.0, 0.0),
+)
+_ARGON = (
+    (36, 0.3336, 35.967545105, 0.0, 0.0),
+    (38, 0.0629, 37.96273211, 0.0, 0.0),
+    (40, 99.6035, 39.9623831237, 0.0, 0.0),
+)
+_CESIUM = ((133, 100.0, 132.905451961, -0.370, 0.003),)
+_IODINE = ((127, 100.0, 126.904471, 0.309, 0.075),)
 
 
 # (A, abundance %, atomic mass u, S_p, S_n)
@@ -100,7 +137,23 @@ class Target:
 
     @property
     def mean_A(self) -> float:
-        return float(sum(i.abundance * i.A for i in self.isotopes))
+        """Mean mass number per nucleus (abundance-weighted; for a compound, over all its nuclei)."""
+        total = sum(i.abundance for i in self.isotopes)
+        return float(sum(i.abundance * i.A for i in self.isotopes) / total)
+
+    @property
+    def nuclei_per_unit(self) -> float:
+        """Nuclei per formula unit (1 for an element, 2 for CsI)."""
+        return float(sum(i.abundance for i in self.isotopes))
+
+    @property
+    def elements(self) -> tuple[int, ...]:
+        """Atomic numbers present, in order of first appearance."""
+        out: list[int] = []
+        for i in self.isotopes:
+            if i.Z not in out:
+                out.append(i.Z)
+        return tuple(out)
 
     def electrons_accessible(self, T_MeV) -> np.ndarray:
         """Number of electrons with binding energy below the recoil energy ``T`` (Eq. 25 numerator).
@@ -135,13 +188,80 @@ def xenon_isotope(A: int) -> Target:
     )
 
 
+_ELEMENTS = {"Xe": (54, _XENON), "Ge": (32, _GERMANIUM), "Ar": (18, _ARGON), "Cs": (55, _CESIUM),
+             "I": (53, _IODINE)}
+
+
+def _element_isotopes(symbol: str, per_unit: float = 1.0) -> tuple[Isotope, ...]:
+    Z, table = _ELEMENTS[symbol]
+    total = sum(ab for _, ab, *_ in table)
+    return tuple(Isotope(Z, A, per_unit * ab / total, m, sp, sn) for A, ab, m, sp, sn in table)
+
+
+def natural_germanium() -> Target:
+    """Natural germanium (five isotopes, IUPAC abundances)."""
+    return Target("Ge", 32, _element_isotopes("Ge"))
+
+
+def natural_argon() -> Target:
+    """Natural (atmospheric) argon; 99.6 % 40Ar."""
+    return Target("Ar", 18, _element_isotopes("Ar"))
+
+
+def argon40() -> Target:
+    """Pure 40Ar (the review's argon target)."""
+    return single_isotope("Ar", 40)
+
+
+def cesium_iodide() -> Target:
+    """CsI: one 133Cs and one 127I nucleus per formula unit (the Na dopant is neglected).
+
+    ``Z`` is the mean atomic number (54), used only for Lindhard-type defaults; CEvNS rates use each
+    nucleus' own Z, N, mass and form factor.
+    """
+    return Target("CsI", 54, _element_isotopes("Cs") + _element_isotopes("I"))
+
+
+def single_isotope(symbol: str, A: int) -> Target:
+    """A target made of one isotope of a known element, e.g. ``single_isotope("Ge", 72)``."""
+    if symbol not in _ELEMENTS:
+        raise InvalidConfig(f"unknown element {symbol!r}; choose one of {sorted(_ELEMENTS)}", key="target")
+    Z, table = _ELEMENTS[symbol]
+    for a, _, m, sp, sn in table:
+        if a == A:
+            binding = XENON_BINDING_EV if Z == 54 else ()
+            return Target(f"{symbol}{A}", Z, (Isotope(Z, A, 1.0, m, sp, sn),), binding)
+    raise InvalidConfig(f"unknown {symbol} isotope A={A}; choose one of {[a for a, *_ in table]}", key="target")
+
+
+#: target names accepted by :func:`get_target` (besides single isotopes such as ``"Ge72"``)
+TARGET_NAMES = ("Xe", "Ge", "Ar", "Ar40", "CsI")
+
+
 def get_target(name: str) -> Target:
-    """Target by name: ``"Xe"`` (natural xenon) or a single isotope such as ``"Xe131"``."""
+    """Target by name.
+
+    ``"Xe"`` (natural xenon), ``"Ge"`` (natural germanium), ``"Ar"`` (natural argon), ``"CsI"``
+    (cesium iodide, both nuclei), or a single isotope such as ``"Xe131"``, ``"Ge72"``, ``"Ar40"``,
+    ``"Cs133"``, ``"I127"``.
+    """
+    if not isinstance(name, str):
+        raise InvalidConfig(f"target must be a name, got {name!r}", key="target")
     if name in ("Xe", "natXe", "xenon"):
         return natural_xenon()
+    if name in ("Ge", "natGe", "germanium"):
+        return natural_germanium()
+    if name in ("Ar", "natAr", "argon"):
+        return natural_argon()
+    if name in ("CsI", "csi", "CsI[Na]"):
+        return cesium_iodide()
     if name.startswith("Xe") and name[2:].isdigit():
         return xenon_isotope(int(name[2:]))
+    sym = name.rstrip("0123456789")
+    if sym in _ELEMENTS and name[len(sym):].isdigit():
+        return single_isotope(sym, int(name[len(sym):]))
     raise InvalidConfig(
-        f"unknown target {name!r}; use 'Xe' (natural xenon) or a single isotope like 'Xe131'",
+        f"unknown target {name!r}; use one of {', '.join(TARGET_NAMES)} or a single isotope like "
+        "'Xe131', 'Ge72', 'Ar40', 'Cs133', 'I127'",
         key="target",
     )
