@@ -99,14 +99,6 @@ def parameters_from_config(ana: _config.Analysis) -> tuple:
                                      m_label=pm.get("label"), g_label=pg.get("label"))
 
 
-def _observed_counts(ana: _config.Analysis, nbins: int):
-    """User counts per bin from ``[statistics].data`` (``None`` for the Asimov data set)."""
-    d = ana.cfg["statistics"]["data"]
-    if d == "asimov":
-        return None
-    return _config.load_counts(ana._resolve(d), nbins)
-
-
 def _diff_keys(a, b, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -261,7 +253,8 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
         templates = fm.templates(inter, 10.0 ** x)
         T = templates["T"].values
         r_sm = templates["R_SM"].values
-        data = _observed_counts(ana, fm.binning.nbins)
+        from .workflows import observed_signal
+        data = observed_signal(ana, r_sm)
         st = ana.cfg["statistics"]
         like = _post.TemplateLikelihood(x, T[1], T[2], r_sm, data=data, statistic=st["statistic"],
                                         sigma_bg=st["sigma_bg"], min_expected=st["min_expected"])

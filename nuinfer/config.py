@@ -43,7 +43,8 @@ File layout (every table optional; defaults are the paper preset)::
     cl = 0.9
     ndof = 2
     profiler = "analytic"   # "analytic" | "minuit"
-    data = "asimov"         # or path to observed counts per bin
+    data = "asimov"         # or a file of observed counts per bin (neutrino events + background);
+                            # the expected background sigma_bg * R_SM is subtracted before the fit
 
     [scan]
     m_X_MeV = { lo = 0.01, hi = 1e4, n = 200 }

@@ -46,8 +46,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
-    "DEFAULT_UNCERTAINTIES",
     "DEFAULTS",
+    "DEFAULT_UNCERTAINTIES",
     "SCHEMA",
     "b8_mimic",
     "background_model",
@@ -233,7 +233,8 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
     bgc["sources"] = list(srcs)
     for s, v in bgc["override"].items():
         if s not in SOURCE_NAMES:
-            raise InvalidConfig(f"unknown source; choose from {', '.join(SOURCE_NAMES)}", key=f"background.override.{s}")
+            raise InvalidConfig(f"unknown source; choose from {', '.join(SOURCE_NAMES)}",
+                                key=f"background.override.{s}")
         _positive(v, f"background.override.{s}", allow_zero=True)
     grouped: dict[str, str] = {}
     for g, members in bgc["groups"].items():
@@ -243,20 +244,23 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
             if s not in SOURCE_NAMES:
                 raise InvalidConfig(f"unknown source {s!r}", key=f"background.groups.{g}[{j}]")
             if s in grouped:
-                raise InvalidConfig(f"source {s!r} is already in group {grouped[s]!r}", key=f"background.groups.{g}[{j}]")
+                raise InvalidConfig(f"source {s!r} is already in group {grouped[s]!r}",
+                                    key=f"background.groups.{g}[{j}]")
             grouped[s] = g
     unc = cfg["uncertainties"]
     known = set(SOURCE_NAMES) | set(bgc["groups"]) | set(DEFAULT_UNCERTAINTIES)
     for k, v in unc.items():
         if k not in known:
-            raise InvalidConfig(f"not a source or group; use one of {', '.join(sorted(known))}", key=f"uncertainties.{k}")
+            raise InvalidConfig(f"not a source or group; use one of {', '.join(sorted(known))}",
+                                key=f"uncertainties.{k}")
         _positive(v, f"uncertainties.{k}", allow_zero=True)
     for comp in _components(bgc["sources"], bgc["groups"]):
         if comp not in unc:
             raise InvalidConfig("no flux uncertainty for this component; add it (0 fixes the flux)",
                                 key=f"uncertainties.{comp}")
     if cfg["detector"]["quenching"] not in ("lindhard", "none"):
-        raise InvalidConfig(f"{cfg['detector']['quenching']!r}: use \"lindhard\" (keVee bins) or \"none\" (keVnr bins)",
+        raise InvalidConfig(f"{cfg['detector']['quenching']!r}: use \"lindhard\" (keVee bins) or \"none\" "
+                            "(keVnr bins)",
                             key="detector.quenching")
     if cfg["detector"]["k"] is None:  # Lindhard k = 0.133 Z^(2/3) A^(-1/2) of the target (0.166 for Xe)
         from .detector import lindhard_k
@@ -555,7 +559,8 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
         conv[si] = dl.converged
         lim_panels[si] = discovery_limit(W, bg, panels, z=disc["z"], fraction=disc["fraction"]).scale * sigma_ref
         n_used = dl.n_bins_used
-        info[name] = {"label": sc["label"], "model": sc["model"], "g_X": g, "m_X_MeV": m_X if sc["model"] != "SM" else None,
+        info[name] = {"label": sc["label"], "model": sc["model"], "g_X": g,
+                      "m_X_MeV": m_X if sc["model"] != "SM" else None,
                       "g_X_source": note, "sin2w_rel_sigma": rel, "sin2w_central": fm.sin2w,
                       "nuisances": list(bg.names) + ([bg.t_name] if bg.has_t else []),
                       "background_events_per_tonne_year": float(nominal.sum())}
@@ -576,7 +581,8 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
         mimic = b8_mimic(bg_counts[0, srcs.index("8B")], Wf, fine, sigma_ref_cm2=sigma_ref)
     bench = cfg["wimp"]["benchmarks"]
     bench_counts = np.stack([
-        binned_counts(b["m_GeV"], fm.binning, fm.detector, sigma_n_cm2=float(b["sigma_cm2"]), target=fm.target, halo=halo)
+        binned_counts(b["m_GeV"], fm.binning, fm.detector, sigma_n_cm2=float(b["sigma_cm2"]), target=fm.target,
+                      halo=halo)
         for b in bench]) if bench else np.zeros((0, fm.binning.nbins))
     timings["b8_mimic"] = time.perf_counter() - t
 
@@ -585,22 +591,25 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
     tc = cfg["toys"]
     if tc["n"] > 0:
         t = time.perf_counter()
-        Wt = binned_counts(float(tc["m_GeV"]), fm.binning, fm.detector, sigma_n_cm2=sigma_ref, target=fm.target, halo=halo)
+        Wt = binned_counts(float(tc["m_GeV"]), fm.binning, fm.detector, sigma_n_cm2=sigma_ref, target=fm.target,
+                           halo=halo)
         e = float(tc["exposure_tonne_year"])
         bg0 = bg_models[names[0]]
         x = discovery_limit(Wt, bg0, [e], z=disc["z"], fraction=disc["fraction"]).scale[0]
         if np.isfinite(x):
             q = toy_q0(x * Wt, bg0, exposure=e, n_toys=int(tc["n"]), seed=int(tc["seed"]))
             p, err = discovery_fraction(q, disc["z"])
-            toy = {"toy_m_GeV": float(tc["m_GeV"]), "toy_exposure_tonne_year": e, "toy_sigma_cm2": float(x * sigma_ref),
+            toy = {"toy_m_GeV": float(tc["m_GeV"]), "toy_exposure_tonne_year": e,
+                   "toy_sigma_cm2": float(x * sigma_ref),
                    "toy_n": int(tc["n"]), "toy_seed": int(tc["seed"]), "toy_fraction": p, "toy_fraction_error": err,
                    "toy_expected_fraction": float(disc["fraction"]),
                    "toy_signal_events": float(x * Wt.sum() * e),
                    "toy_background_events": float(bg0.nominal.sum() * e)}
         timings["toys"] = time.perf_counter() - t
 
-    e_attrs = {"units": "keVee" if cfg["detector"]["quenching"] == "lindhard" else "keVnr",
-               "quantity": "electron-equivalent recoil energy"}
+    nr_bins = cfg["detector"]["quenching"] == "none"
+    e_attrs = {"units": "keVnr" if nr_bins else "keVee",
+               "quantity": "nuclear recoil energy" if nr_bins else "electron-equivalent recoil energy"}
     edges = fm.binning.edges
     ds = xr.Dataset(
         {
@@ -609,9 +618,11 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
                                  f"{disc['fraction'] * 100:g}% of experiments), WIMP-nucleon SI cross section"}),
             "fog_index": (("scenario", "m_chi", "exposure"), n_idx,
                           {"units": "1", "long_name": "fog index n = -(d ln sigma / d ln exposure)^-1"}),
-            "converged": (("scenario", "m_chi", "exposure"), conv, {"units": "1", "long_name": "root finder converged"}),
+            "converged": (("scenario", "m_chi", "exposure"), conv,
+                          {"units": "1", "long_name": "root finder converged"}),
             "floor": (("scenario", "m_chi"), floor,
-                      {"units": "cm^2", "long_name": f"neutrino floor: limit where n first reaches {disc['fog_level']:g}"}),
+                      {"units": "cm^2",
+                       "long_name": f"neutrino floor: limit where n first reaches {disc['fog_level']:g}"}),
             "floor_exposure": (("scenario", "m_chi"), floor_e,
                                {"units": "tonne year", "long_name": "exposure at which the floor is reached"}),
             "fog_map": (("scenario", "m_chi", "sigma_n"), fmap,
@@ -623,9 +634,11 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
             "wimp_counts": (("m_chi", "bin"), W,
                             {"units": "events", "long_name": "WIMP counts per tonne-year at sigma_n = 1e-45 cm^2"}),
             "benchmark_counts": (("benchmark", "bin"), bench_counts,
-                                 {"units": "events", "long_name": "WIMP counts per tonne-year at the benchmark points"}),
+                                 {"units": "events",
+                                  "long_name": "WIMP counts per tonne-year at the benchmark points"}),
             "b8_match_chi2": (("m_fit",), mimic["chi2"] if mimic else np.full(fine.size, np.nan),
-                              {"units": "events", "long_name": "Pearson chi2 of the 8B spectrum vs a free-norm WIMP spectrum"}),
+                              {"units": "events",
+                               "long_name": "Pearson chi2 of the 8B spectrum vs a free-norm WIMP spectrum"}),
         },
         coords={
             "scenario": ("scenario", names, {"long_name": "neutrino-background scenario"}),
@@ -634,8 +647,10 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
             "sigma_n": ("sigma_n", sig_grid, {"units": "cm^2", "long_name": "WIMP-nucleon cross section"}),
             "panel": ("panel", panels, {"units": "tonne year", "long_name": "exposure of the limit panels"}),
             "source": ("source", srcs, {"long_name": "neutrino source"}),
-            "benchmark_m_chi": ("benchmark", [float(b["m_GeV"]) for b in bench], {"units": "GeV", "long_name": "benchmark WIMP mass"}),
-            "benchmark_sigma": ("benchmark", [float(b["sigma_cm2"]) for b in bench], {"units": "cm^2", "long_name": "benchmark cross section"}),
+            "benchmark_m_chi": ("benchmark", [float(b["m_GeV"]) for b in bench],
+                                {"units": "GeV", "long_name": "benchmark WIMP mass"}),
+            "benchmark_sigma": ("benchmark", [float(b["sigma_cm2"]) for b in bench],
+                                {"units": "cm^2", "long_name": "benchmark cross section"}),
             "m_fit": ("m_fit", fine, {"units": "GeV", "long_name": "WIMP masses of the 8B shape match"}),
             "E_lo": ("bin", edges[:-1], {**e_attrs, "long_name": "lower bin edge"}),
             "E_hi": ("bin", edges[1:], {**e_attrs, "long_name": "upper bin edge"}),
@@ -658,7 +673,8 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
         "sigma_reference_cm2": sigma_ref,
         "n_bins_used": int(n_used) if n_used is not None else 0,
         "n_bins": int(fm.binning.nbins),
-        "quenching": "none (keVnr bins)" if cfg["detector"]["quenching"] == "none" else f"lindhard(k={cfg['detector']['k']:g})",
+        "quenching": ("none (keVnr bins)" if cfg["detector"]["quenching"] == "none"
+                      else f"lindhard(k={cfg['detector']['k']:g})"),
         "halo": json.dumps(cfg["halo"], sort_keys=True),
         "flux_uncertainties": json.dumps({c: float(cfg["uncertainties"][c]) for c in bg_models[names[0]].names}),
         "scenarios_json": json.dumps(info, sort_keys=True),

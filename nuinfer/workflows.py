@@ -72,11 +72,21 @@ def run_spectrum(analysis, out, *, plot: bool = True, quiet: bool = False):
 
 
 # --------------------------------------------------------------------------- contours (Figs. 2-4)
-def _load_data(ana: _config.Analysis, nbins: int):
+def observed_signal(ana: _config.Analysis, r_sm) -> np.ndarray | None:
+    """Data for the costs from ``[statistics].data``: ``None`` (Asimov SM) or observed counts minus
+    the expected background.
+
+    A counts file holds what a detector observes: neutrino events plus background.  The costs compare
+    the neutrino part ``D`` with ``(1 + a) R_X`` and treat the background ``R_bg = sigma_bg R_SM`` as known
+    (Eq. 26 adds its variance; the Poisson statistic adds it to data and prediction), so
+    ``D = n - sigma_bg R_SM``, which may be negative in bins where n < R_bg.
+    """
     d = ana.cfg["statistics"]["data"]
     if d == "asimov":
         return None
-    return _config.load_counts(ana._resolve(d), nbins)
+    r_sm = np.asarray(r_sm, float)
+    n = _config.load_counts(ana._resolve(d), r_sm.size)
+    return n - float(ana.cfg["statistics"]["sigma_bg"]) * r_sm
 
 
 def scan_model(ana: _config.Analysis, model: str, *, fm=None, templates=None, progress: bool = False):
@@ -86,7 +96,7 @@ def scan_model(ana: _config.Analysis, model: str, *, fm=None, templates=None, pr
     st = ana.cfg["statistics"]
     if templates is None:
         templates = fm.templates(ana.interaction(model), ana.grid("m_X_MeV"))
-    data = _load_data(ana, fm.binning.nbins)
+    data = observed_signal(ana, templates["R_SM"].values)
     ds = scan(templates, ana.grid("g_X"), data=data, statistic=st["statistic"], sigma_sys=st["sigma_sys"],
               sigma_bg=st["sigma_bg"], cl=st["cl"], ndof=st["ndof"], profiler=st["profiler"],
               min_expected=st["min_expected"], progress=progress)

@@ -98,7 +98,7 @@ def test_vectorised_newton_matches_iminuit(with_t):
     f0 = fit(n, bg, signal=S, mu=0.0)
     assert bool(f1.converged) and bool(f0.converged)
     m1, p1 = _minuit_min(n, bg, S)
-    m0, p0 = _minuit_min(n, bg, S, mu_fixed=0.0)
+    m0, _ = _minuit_min(n, bg, S, mu_fixed=0.0)
     assert float(f1.twice_nll) == pytest.approx(m1, abs=1e-6)
     assert float(f0.twice_nll) == pytest.approx(m0, abs=1e-6)
     assert float(f1.mu) == pytest.approx(p1[0], abs=2e-4)
@@ -172,8 +172,8 @@ def test_ninety_percent_rule_against_toys():
     expected to be good to O(1/sqrt(N)) ~ 1 % here.
     """
     from nuinfer.detector import Binning
-    from nuinfer.forward import ForwardModel
     from nuinfer.floor import DEFAULT_UNCERTAINTIES
+    from nuinfer.forward import ForwardModel
     from nuinfer.physics.wimp import binned_counts
 
     fm = ForwardModel("cevns", binning=Binning(1e-4, 100.0, 40))

@@ -78,7 +78,7 @@ def test_lewin_smith_R0_normalisation():
     m_T = tgt.isotopes[0].m_N / 1e3
     m_D = 100.0
     R = wimp.total_rate(m_D, 1e-45, target=tgt, halo=halo, form_factor=False)
-    mu = lambda a, b: a * b / (a + b)  # noqa: E731
+    mu = lambda a, b: a * b / (a + b)
     sigma0_pb = 1e-45 * 132**2 * (mu(m_D, m_T) / mu(m_D, 0.93827209)) ** 2 / 1e-36
     R0 = 503.0 / (m_D * m_T) * sigma0_pb * 1e3 * 365.25  # per tonne year
     assert R == pytest.approx(R0, rel=1.5e-3)

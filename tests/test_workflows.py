@@ -87,3 +87,14 @@ def test_reproduce_quick_end_to_end(tmp_path):
     for stem in ("fig1.png", "fig2.png", "fig3.png", "fig4.png", "systematics_eves_V.png"):
         assert f"({stem})" in report
     assert "| eves | V |" in report
+
+
+def test_observed_counts_include_background(tmp_path, eves_v):
+    # a counts file holding SM + background (R_bg = sigma_bg R_SM) must reproduce the Asimov scan
+    from nuinfer.workflows import scan_model
+    fm = eves_v.forward_model()
+    r_sm = fm.sm_spectrum()["total"].values
+    (tmp_path / "n.txt").write_text("".join(f"{v!r}\n" for v in r_sm * 1.1))
+    base = scan_model(eves_v, "V", fm=fm)
+    obs = scan_model(eves_v.replace(**{"statistics.data": str(tmp_path / "n.txt")}), "V", fm=fm)
+    np.testing.assert_allclose(obs["delta_chi2"].values, base["delta_chi2"].values, rtol=1e-9, atol=1e-9)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-from ..constants import HBARC_MEV_CM, KEV, M_P, SECONDS_PER_YEAR, tonne_year_targets
+from ..constants import KEV, M_P, SECONDS_PER_YEAR, tonne_year_targets
 from ..exceptions import UnphysicalInput
 from .cevns import helm_form_factor
 from .targets import Target, get_target
@@ -48,8 +48,8 @@ __all__ = [
     "StandardHalo",
     "binned_counts",
     "dR_dEnr",
-    "eta",
     "e_nr_max",
+    "eta",
     "total_rate",
     "v_min",
 ]
