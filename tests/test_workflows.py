@@ -94,7 +94,7 @@ def test_observed_counts_include_background(tmp_path, eves_v):
     from nuinfer.workflows import scan_model
     fm = eves_v.forward_model()
     r_sm = fm.sm_spectrum()["total"].values
-    (tmp_path / "n.txt").write_text("".join(f"{v!r}\n" for v in r_sm * 1.1))
+    (tmp_path / "n.txt").write_text("".join(f"{float(v)!r}\n" for v in r_sm * 1.1))
     base = scan_model(eves_v, "V", fm=fm)
     obs = scan_model(eves_v.replace(**{"statistics.data": str(tmp_path / "n.txt")}), "V", fm=fm)
     np.testing.assert_allclose(obs["delta_chi2"].values, base["delta_chi2"].values, rtol=1e-9, atol=1e-9)
