@@ -1,6 +1,7 @@
 """The ``nuinfer`` command.
 
-Subcommands: ``inspect``, ``spectrum``, ``contour``, ``sample``, ``plot``, ``compare``, ``reproduce``.
+Subcommands: ``inspect``, ``spectrum``, ``contour``, ``sample``, ``plot``, ``compare``, ``reproduce``,
+``floor`` (neutrino floor, :mod:`nuinfer.cli_floor`).
 Bad input (configuration, arguments, user files) exits with status 2 and a one-line message naming
 the key and the fix; runtime failures exit with status 1.
 """
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", action="append", help="run only these steps (fig1 fig2 fig3 fig4 systematics bayes)")
     sp.add_argument("-q", "--quiet", action="store_true")
     sp.set_defaults(func=cmd_reproduce)
+
+    from .cli_floor import register as register_floor
+    register_floor(sub)
     return p
 
 

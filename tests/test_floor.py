@@ -180,9 +180,13 @@ def test_cli_subcommand_errors_are_config_errors(tmp_path):
 
 
 def _cli_has_floor() -> bool:
+    import contextlib
+    import io
+
     from nuinfer.cli import build_parser
     try:
-        build_parser().parse_args(["floor", "x.toml"])
+        with contextlib.redirect_stderr(io.StringIO()):
+            build_parser().parse_args(["floor", "x.toml"])
     except SystemExit:
         return False
     return True

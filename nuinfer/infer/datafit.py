@@ -464,16 +464,23 @@ def _lm(spline: EtaSpline, su: _Setup, P: int, *, max_iter: int, tol: float) -> 
                 h1 = 2.0 * np.where(mu > 0, np.maximum(su.n, 1e-3 * mu) / np.where(mu > 0, mu, 1.0) ** 2, 0.0)
         grad = np.einsum("pi,pid->pd", g1, J) + 2.0 * th[:, act] * w[act]
         H = np.einsum("pi,pid,pie->pde", h1, J, J) + np.diag(2.0 * w[act])[None]
-        Hd = H + lam[todo, None, None] * (np.eye(d)[None] * np.maximum(np.diagonal(H, axis1=1, axis2=2), 1e-12)[:, :, None])
+        # bounds: a component sitting on its bound with the gradient pushing outwards is frozen
+        lo_b = np.where(act == 2, spline.lo if spline.K > 1 else 0.0, _A_MIN)
+        hi_b = np.where(act == 2, spline.hi if spline.K > 1 else 0.0, np.inf)
+        x = th[:, act]
+        frozen = ((x <= lo_b + 1e-12) & (grad > 0)) | ((x >= hi_b - 1e-12) & (grad < 0))
+        pgrad = np.where(frozen, 0.0, grad)
+        eye = np.eye(d)[None]
+        fz = frozen[:, :, None] | frozen[:, None, :]
+        H = np.where(fz, eye * np.maximum(np.diagonal(H, axis1=1, axis2=2), 1.0)[:, :, None], H)
+        Hd = H + lam[todo, None, None] * (eye * np.maximum(np.diagonal(H, axis1=1, axis2=2), 1e-12)[:, :, None])
         try:
-            step = -np.linalg.solve(Hd, grad[:, :, None])[:, :, 0]
+            step = -np.linalg.solve(Hd, pgrad[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            step = -grad / np.maximum(np.diagonal(Hd, axis1=1, axis2=2), 1e-12)
+            step = -pgrad / np.maximum(np.diagonal(Hd, axis1=1, axis2=2), 1e-12)
         trial = th.copy()
-        trial[:, act] += step
-        trial[:, [0, 1, 3]] = np.maximum(trial[:, [0, 1, 3]], _A_MIN)
-        if spline.K > 1:
-            trial[:, 2] = np.clip(trial[:, 2], spline.lo, spline.hi)
+        trial[:, act] = np.clip(x + step, lo_b, hi_b)
+        taken = trial[:, act] - x
         f_old = f[todo]
         f_new = _objective(trial, spline, su, todo)
         better = f_new <= f_old
@@ -482,9 +489,9 @@ def _lm(spline: EtaSpline, su: _Setup, P: int, *, max_iter: int, tol: float) -> 
         lam[todo] = np.where(better, np.maximum(lam[todo] / 3.0, 1e-9), np.minimum(lam[todo] * 4.0, 1e9))
         dec = f_old - np.where(better, f_new, f_old)
         tiny = (np.abs(dec) <= tol * (1.0 + np.abs(f_old))) & (
-            np.max(np.abs(step), axis=1) <= 1e-6 + 1e-6 * np.max(np.abs(th[:, act]), axis=1))
+            np.max(np.abs(taken), axis=1) <= 1e-6 + 1e-6 * np.max(np.abs(x), axis=1))
         small_steps[todo] = np.where(tiny & better, small_steps[todo] + 1, 0)
-        gnorm = np.max(np.abs(grad), axis=1)
+        gnorm = np.max(np.abs(pgrad), axis=1)
         done = (small_steps[todo] >= 2) | (gnorm <= 1e-9) | (lam[todo] >= 1e9)
         conv[todo[done]] = (gnorm[done] <= 1e-5 * (1.0 + np.abs(f_old[done]))) | (small_steps[todo][done] >= 2)
         todo = todo[~done]
