@@ -1,4 +1,5 @@
-"""Subcommands for terrestrial data-driven fits: ``fit``, ``fit-sample``, ``coherent``, ``dresden``.
+"""Subcommands for terrestrial data-driven fits: ``fit``, ``fit-sample``, ``coherent``, ``dresden``,
+``terrestrial-figures``.
 
 :func:`register` adds them to the ``nuinfer`` command (``nuinfer.cli``); :func:`main` runs them
 stand-alone with the same exit codes (2 for bad input, 1 for runtime failures)::
@@ -7,6 +8,7 @@ stand-alone with the same exit codes (2 for bad input, 1 for runtime failures)::
     nuinfer fit-sample models/coherent_csi2017.toml -o outputs/coherent_posterior.nc --task sin2w
     nuinfer coherent -o outputs/coherent.nc --data-dir DIR
     nuinfer dresden -o outputs/dresden.nc [--quenching-table fe_filter.txt]
+    nuinfer terrestrial-figures --outdir outputs --data-dir DIR
 
 Each prints a sorted-key JSON summary on stdout; NetCDF (and PNG figures next to it) are written
 atomically.
@@ -64,6 +66,13 @@ def cmd_dresden(args) -> int:
     return _print(res)
 
 
+def cmd_review_figures(args) -> int:
+    from . import terrestrial_workflows as tw
+    res = tw.review_figures(args.outdir, coherent_data_dir=args.data_dir, quenching_table=args.quenching_table,
+                            quick=args.quick, quiet=args.quiet)
+    return _print(res)
+
+
 def register(subparsers) -> None:
     """Add the terrestrial subcommands to an argparse ``subparsers`` object."""
     def common(sp):
@@ -101,6 +110,15 @@ def register(subparsers) -> None:
     sp.add_argument("--quenching-table", help="user quenching curve (E_nr keV, Q_f), e.g. the iron-filter one")
     sp.add_argument("--no-plot", action="store_true")
     sp.set_defaults(func=cmd_dresden)
+
+    sp = subparsers.add_parser("terrestrial-figures",
+                               help="COHERENT + Dresden-II-like analyses and the review's Figs. 1-3")
+    sp.add_argument("--outdir", default="outputs")
+    sp.add_argument("--data-dir", help="folder of the COHERENT user data files")
+    sp.add_argument("--quenching-table", help="user germanium quenching curve for the Dresden analysis")
+    sp.add_argument("--quick", action="store_true", help="coarse grids")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.set_defaults(func=cmd_review_figures)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,15 @@ detector response matrix (nodes x bins) and the moments, the expected counts are
 
 so the templates T_p(m) of a whole mass grid are one matrix product each.
 
+Other cross sections and sources
+--------------------------------
+:meth:`ForwardModel.kernel_counts` integrates any cross section written as
+``sum_j C_j(E_r) E_nu^-j`` with its own neutrino-energy threshold (the sterile-neutrino dipole
+portal of :mod:`nuinfer.physics.dipole`, whose threshold depends on m4); the model name
+``"dipole"`` is dispatched to it by :meth:`spectrum` and :meth:`templates`.  Reactor and pi-DAR
+sources (:mod:`nuinfer.physics.terrestrial`) enter through ``user_tables``; targets other than
+xenon (Ge, Ar, CsI) through ``target``.
+
 Flavour content
 ---------------
 Solar nu_e are split with P_ee(E) into e, mu, tau (PHYSICS.md sec. 5); atmospheric nu_mu -> 2/3 mu +
@@ -411,6 +420,9 @@ class ForwardModel:
     def node_weights(self, interaction="SM") -> dict[str, np.ndarray]:
         """W_p per source: {source: (3, n_nodes)} so that counts = sum_p g^2p prop^p W_p @ Resp."""
         inter = get_interaction(interaction)
+        if inter.name == "dipole":
+            raise InvalidConfig("the dipole portal has no node weights of the mediator form; use "
+                                "spectrum()/templates() (they dispatch to nuinfer.physics.dipole)", key="model.name")
         key = ("W", inter)
         if key in self._cache:
             return self._cache[key]
@@ -534,13 +546,21 @@ class ForwardModel:
         """
         inter = get_interaction(interaction)
         _check_point(g_X, m_X_MeV)
-        W = self.node_weights(inter)
-        prop = 1.0 / (self.q2() + m_X_MeV**2)
-        resp = self.response()
         names = list(self.sources)
-        counts = np.stack([
-            (W[s][0] + g_X**2 * prop * W[s][1] + g_X**4 * prop**2 * W[s][2]) @ resp for s in names
-        ])
+        if inter.name == "dipole":  # SM + mu^2 x dipole counts at m4 = m_X (physics.dipole)
+            from .physics.dipole import dipole_counts
+            self._check_dipole()
+            W = self.node_weights(Interaction("SM"))
+            resp = self.response()
+            counts = np.stack([W[s][0] @ resp for s in names]) + g_X**2 * dipole_counts(
+                self, float(m_X_MeV), per_source=True)
+        else:
+            W = self.node_weights(inter)
+            prop = 1.0 / (self.q2() + m_X_MeV**2)
+            resp = self.response()
+            counts = np.stack([
+                (W[s][0] + g_X**2 * prop * W[s][1] + g_X**4 * prop**2 * W[s][2]) @ resp for s in names
+            ])
         counts = np.maximum(counts, 0.0)  # guard against -1e-30 roundoff in interfering models
         total = counts.sum(axis=0)
         width = np.diff(self.binning.edges)
@@ -568,6 +588,10 @@ class ForwardModel:
         m = np.atleast_1d(np.asarray(m_X_MeV, dtype=float))
         if m.ndim != 1 or m.size == 0 or np.any(~np.isfinite(m)) or np.any(m <= 0):
             raise UnphysicalInput("mediator masses must be finite and > 0 MeV", key="scan.m_X_MeV")
+        if inter.name == "dipole":
+            from .physics.dipole import dipole_templates
+            self._check_dipole()
+            return dipole_templates(self, m)
         W = self.node_weights(inter)
         Wsum = sum(W[s] for s in self.sources)
         resp = self.response()
@@ -593,6 +617,10 @@ class ForwardModel:
             attrs=self.attrs(inter),
         )
         return ds
+
+    def _check_dipole(self) -> None:
+        if self.process != "cevns":
+            raise InvalidConfig("the dipole portal is implemented for CEvNS only", key="model.name")
 
     def expected(self, interaction, g_X, m_X_MeV) -> np.ndarray:
         """Total expected counts per bin at one point (direct sum over sources, no templates)."""

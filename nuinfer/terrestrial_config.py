@@ -356,14 +356,14 @@ class TerrestrialAnalysis:
             root = b if b.is_absolute() or self.data_dir is not None else root / b
         return root / path
 
-    def replace(self, **overrides) -> "TerrestrialAnalysis":
+    def replace(self, **overrides) -> TerrestrialAnalysis:
         """A new analysis with dotted-key overrides."""
         raw = copy.deepcopy(self.raw)
         for k, v in overrides.items():
             set_dotted(raw, k, v)
         return TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir)
 
-    def variants(self) -> dict[str, "TerrestrialAnalysis"]:
+    def variants(self) -> dict[str, TerrestrialAnalysis]:
         """``{name: analysis}`` for every ``[variants]`` entry, or ``{"nominal": self}``."""
         if not self.cfg["variants"]:
             return {"nominal": self}
@@ -496,7 +496,7 @@ class TerrestrialAnalysis:
             raise UnphysicalInput("background must be a number >= 0 per bin or a file", key="data.background")
         return np.full(e.size - 1, float(bg))
 
-    def binned_data(self, sm_signal) -> "object":
+    def binned_data(self, sm_signal) -> object:
         """:class:`~nuinfer.infer.datafit.BinnedData` (Asimov = SM signal + background)."""
         from .infer.datafit import BinnedData
         d = self.cfg["data"]

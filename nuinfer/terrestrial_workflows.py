@@ -200,7 +200,7 @@ def _summary(ana, results: dict) -> dict:
     if "sin2w" in results:
         a = results["sin2w"].attrs
         s["sin2w"] = {"best_fit": a["best_fit"], "interval_1sigma": [a["interval_1sigma_lo"], a["interval_1sigma_hi"]],
-                      f"interval_{int(round(100 * a['cl']))}cl": [a["interval_cl_lo"], a["interval_cl_hi"]],
+                      f"interval_{round(100 * a['cl'])}cl": [a["interval_cl_lo"], a["interval_cl_hi"]],
                       "statistic_min": a["statistic_min"], "delta_at_reference": a.get("delta_at_reference"),
                       "q_typical_MeV": a.get("q_typical_MeV")}
     for k, ds in results.items():
@@ -237,7 +237,8 @@ def run_fit(analysis, out, *, overrides=None, data_dir=None, tasks=None, plot: b
     ana = _analysis(analysis, overrides, data_dir)
     if extra_variants:
         raw = dict(ana.raw)
-        raw["variants"] = {**ana.cfg["variants"], **extra_variants}
+        base = ana.cfg["variants"] or {"nominal": {}}
+        raw["variants"] = {**base, **extra_variants}
         ana = tcfg.TerrestrialAnalysis(tcfg.validate(raw), ana.path, raw, ana.data_dir)
     t0 = time.perf_counter()
     groups = {}
@@ -268,25 +269,21 @@ def run_fit(analysis, out, *, overrides=None, data_dir=None, tasks=None, plot: b
 # --------------------------------------------------------------------------------------------
 # posteriors (emcee) on the data-driven likelihood
 # --------------------------------------------------------------------------------------------
-def build_posterior(ana, task: str | None = None, *, models: Models | None = None):
-    """:class:`~nuinfer.infer.posterior.Posterior` of a task with the nuisances sampled.
+def task_signal(ana, task: str, models: Models) -> tuple:
+    """Sampled physics parameters and the signal callable of a task (for posteriors and point fits).
 
-    ``task``: ``"sin2w"`` (sin^2 theta_W uniform on the scan range), a mediator model or
-    ``"dipole"`` (log10 mass and coupling uniform on the scan box), or ``"ngi"`` (simultaneous
-    S, V, T: log10 couplings and masses uniform on the scan box, exact :class:`NGIModel`).
+    Returns ``(parameters, signal)`` with ``signal(phys) -> (K, P, bin)`` at the quenching nodes.
+    ``task``: ``"sin2w"`` (sin^2 theta_W, uniform on the scan range), a mediator model or
+    ``"dipole"`` (log10 mass and coupling, uniform on the scan box; templates interpolated in
+    log10 m), or ``"ngi"``: simultaneous S, V, T with ``(log10 g_S, log10 m_S, log10 g_V,
+    log10 m_V, log10 g_T, log10 m_T)`` evaluated exactly by :class:`~nuinfer.physics.ngi.NGIModel`.
     """
-    from .infer.posterior import Parameter, Posterior
-    task = task or ana.cfg["posterior"]["task"]
-    models = models or Models(ana)
-    data = ana.binned_data(models.sm_signal())
-    nus = ana.nuisances()
-    st = ana.cfg["statistics"]["statistic"]
-    s_ref = models.sm_signal()
+    from .infer.posterior import Parameter
     if task == "sin2w":
         r = ana.cfg["scan"]["sin2_theta_W"]
         phys = (Parameter("sin2_theta_W", r"$\sin^2\theta_W$", "1", float(r["lo"]), float(r["hi"])),)
-        signal = df.polynomial_signal(models.sin2w_templates())
-    elif task == "ngi":
+        return phys, df.polynomial_signal(models.sin2w_templates())
+    if task == "ngi":
         from .physics.ngi import NGIModel
         mr, gr = ana.cfg["scan"]["m_X_MeV"], ana.cfg["scan"]["g_X"]
         phys = tuple(Parameter(f"log10_{p}_{x}", rf"$\log_{{10}} {p}_{x}$", "MeV" if p == "m" else "1",
@@ -295,28 +292,58 @@ def build_posterior(ana, task: str | None = None, *, models: Models | None = Non
         ngis = [NGIModel(fm) for fm in models.fms]
 
         def signal(th):
+            th = np.atleast_2d(np.asarray(th, float))
             kw = {}
             for j, x in enumerate(("S", "V", "T")):
                 kw[f"g_{x}"] = 10.0 ** th[:, 2 * j]
                 kw[f"m_{x}"] = 10.0 ** th[:, 2 * j + 1]
             return np.stack([n.counts(**kw) for n in ngis])
+        return phys, signal
+    if task == "dipole":
+        mr, gr = ana.cfg["scan"]["m4_MeV"], ana.cfg["scan"]["mu_nu"]
+        T = models.dipole_templates(np.geomspace(mr["lo"], mr["hi"], max(int(mr["n"]), 40)))
+        names = (r"$\log_{10}(m_4/\mathrm{MeV})$", r"$\log_{10}\mu_\nu/\mu_B$")
     else:
-        if task == "dipole":
-            mr, gr = ana.cfg["scan"]["m4_MeV"], ana.cfg["scan"]["mu_nu"]
-            T = models.dipole_templates(np.geomspace(mr["lo"], mr["hi"], max(int(mr["n"]), 40)))
-            names = (r"$\log_{10}(m_4/\mathrm{MeV})$", r"$\log_{10}\mu_\nu/\mu_B$")
-        else:
-            mr, gr = ana.cfg["scan"]["m_X_MeV"], ana.cfg["scan"]["g_X"]
-            T = models.mediator_templates(task, np.geomspace(mr["lo"], mr["hi"], max(int(mr["n"]), 40)))
-            names = (None, None)
-        phys = (Parameter("log10_m_X", names[0] or r"$\log_{10}(m_X/\mathrm{MeV})$", "MeV", float(np.log10(mr["lo"])),
-                          float(np.log10(mr["hi"])), scale="log10"),
-                Parameter("log10_g_X", names[1] or r"$\log_{10} g_X$", "1", float(np.log10(gr["lo"])),
-                          float(np.log10(gr["hi"])), scale="log10"))
-        signal = df.mass_coupling_signal(T)
-    like = df.DataFitLikelihood(signal, len(phys), data, nus, statistic=st, s_ref=s_ref, eta_nodes=models.nodes)
-    pars = phys + df.nuisance_parameters(nus)
-    post = Posterior(pars, like, pointwise=like.pointwise)
+        mr, gr = ana.cfg["scan"]["m_X_MeV"], ana.cfg["scan"]["g_X"]
+        T = models.mediator_templates(task, np.geomspace(mr["lo"], mr["hi"], max(int(mr["n"]), 40)))
+        names = (r"$\log_{10}(m_X/\mathrm{MeV})$", r"$\log_{10} g_X$")
+    phys = (Parameter("log10_m_X", names[0], "MeV", float(np.log10(mr["lo"])), float(np.log10(mr["hi"])),
+                      scale="log10"),
+            Parameter("log10_g_X", names[1], "1", float(np.log10(gr["lo"])), float(np.log10(gr["hi"])),
+                      scale="log10"))
+    return phys, df.mass_coupling_signal(T)
+
+
+def profile_points(ana, task: str, phys, *, models: Models | None = None) -> df.FitResult:
+    """Profile the nuisances at arbitrary physics points of a task (the generic frequentist path).
+
+    ``phys`` has shape (P, n_phys) in the columns of :func:`task_signal` (e.g. the six log10 NGI
+    parameters); returns the profiled statistic per point.
+    """
+    ana = _analysis(ana)
+    models = models or Models(ana)
+    data = ana.binned_data(models.sm_signal())
+    _, signal = task_signal(ana, task, models)
+    return df.profile_nuisances(signal(np.atleast_2d(np.asarray(phys, float))), data, ana.nuisances(),
+                                eta_nodes=models.nodes, statistic=ana.cfg["statistics"]["statistic"],
+                                s_ref=models.sm_signal())
+
+
+def build_posterior(ana, task: str | None = None, *, models: Models | None = None):
+    """:class:`~nuinfer.infer.posterior.Posterior` of a task with the nuisances sampled.
+
+    Physics parameters and signals as in :func:`task_signal`; nuisances with their Gaussian priors
+    (:func:`nuinfer.infer.datafit.nuisance_parameters`).  Returns ``(posterior, data)``.
+    """
+    from .infer.posterior import Posterior
+    task = task or ana.cfg["posterior"]["task"]
+    models = models or Models(ana)
+    data = ana.binned_data(models.sm_signal())
+    nus = ana.nuisances()
+    phys, signal = task_signal(ana, task, models)
+    like = df.DataFitLikelihood(signal, len(phys), data, nus, statistic=ana.cfg["statistics"]["statistic"],
+                                s_ref=models.sm_signal(), eta_nodes=models.nodes)
+    post = Posterior(phys + df.nuisance_parameters(nus), like, pointwise=like.pointwise)
     return post, data
 
 
@@ -526,3 +553,42 @@ def make_plots(ana, allres: dict, out: Path) -> list[Path]:
     if rows:
         paths.append(save(plot_region_grid(rows, title=ana.name), Path(f"{stem}_regions.png")))
     return paths
+
+
+def review_figures(outdir="outputs", *, coherent_data_dir=None, quenching_table=None, quick: bool = False,
+                   quiet: bool = False) -> dict:
+    """Run the COHERENT and Dresden-II-like analyses and draw the review's Figs. 1-3 together.
+
+    Writes ``coherent_csi2017.nc``, ``dresden2.nc`` (plus their own figures) and
+    ``review_fig1_sin2w_profiles.png`` (Delta chi2 of sin^2 theta_W: COHERENT data and the
+    Dresden-II-like Asimov per quenching choice), ``review_fig2_sin2w.png`` (the 1 sigma
+    determinations at their momentum transfer) and ``review_fig3_regions.png`` (light vector,
+    light scalar and dipole portal at 1, 2, 3 sigma per quenching choice) into ``outdir``.
+    ``quick`` uses coarse grids.
+    """
+    from .io import read_datatree
+    from .plotting import save
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    over_c = {"scan.m_X_MeV.n": 21, "scan.g_X.n": 41, "scan.sin2_theta_W.n": 81} if quick else None
+    over_d = ({"scan.m_X_MeV.n": 17, "scan.g_X.n": 41, "scan.sin2_theta_W.n": 81, "scan.m4_MeV.n": 14,
+               "scan.mu_nu.n": 31} if quick else None)
+    coh = run_coherent(outdir / "coherent_csi2017.nc", data_dir=coherent_data_dir, overrides=over_c, quiet=quiet)
+    dre = run_dresden(outdir / "dresden2.nc", overrides=over_d, quenching_table=quenching_table, quiet=quiet)
+    tc = read_datatree(outdir / "coherent_csi2017.nc")
+    td = read_datatree(outdir / "dresden2.nc")
+    prof = {"COHERENT CsI 2017 (data)": tc["nominal/sin2w"].to_dataset()}
+    rows: dict = {}
+    for v in json.loads(td.attrs["variants"]):
+        prof[f"Dresden-II-like Asimov, {v}"] = td[f"{v}/sin2w"].to_dataset()
+        for k in ("V", "S", "dipole"):
+            if k in td[v].children:
+                rows.setdefault(k, {})[v] = td[f"{v}/{k}"].to_dataset()
+    paths = [save(plot_sin2w_profiles(prof, title=r"$\sin^2\theta_W$ (review Fig. 1 analogue)"),
+                  outdir / "review_fig1_sin2w_profiles.png"),
+             save(plot_sin2w_summary(prof, title=r"$\sin^2\theta_W$ at low $Q$ (review Fig. 2 analogue)"),
+                  outdir / "review_fig2_sin2w.png")]
+    if rows:
+        paths.append(save(plot_region_grid(rows, title="Dresden-II-like Asimov (review Fig. 3 analogue)"),
+                          outdir / "review_fig3_regions.png"))
+    return {"coherent": coh, "dresden": dre, "figures": [str(p) for p in paths]}

@@ -196,18 +196,25 @@ def bench_b(quick: bool):
     r_sm = T["R_SM"].values
     keep = r_sm > 1e-6
     t = time.perf_counter()
-    worst = 0.0
+    fits = []
     for i, j in idx:
         R = Tv[0, i] + g[j] ** 2 * Tv[1, i] + g[j] ** 4 * Tv[2, i]
         cost = Eq26Chi2(R[keep], r_sm[keep])
         mi = Minuit(cost, a=0.0)
         mi.migrad()
-        ref = float(ds["chi2"].values[i, j]) if "chi2" in ds else np.nan
-        worst = max(worst, abs(mi.fval - ref) / max(abs(ref), 1.0))
+        fits.append((mi.fval, mi.fmin.is_valid, i, j))
     t_fit = (time.perf_counter() - t) / n_fit * 200 * 200
+    chi2 = ds["chi2"].values
+    a_hat = ds["a_hat"].values
+    regular = [(f, c, i, j) for f, c, i, j in fits if c and abs(1 + a_hat[i, j]) > 1e-3]
+    worst = max((abs(f - chi2[i, j]) / max(chi2[i, j], 1.0) for f, c, i, j in regular), default=np.nan)
+    lower = max((chi2[i, j] - f for f, c, i, j in fits), default=np.nan)
     print(f"closed-form vectorised profile: {t_an:.3f} s (median of 5) | iminuit one fit per point: "
           f"{t_fit:.1f} s (timed {n_fit} random points, extrapolated to 40000) | ratio {t_fit / t_an:.0f}x "
-          f"(target >= 1000x) | max |chi2 diff| / max(chi2, 1) on the subset {worst:.1e}")
+          f"(target >= 1000x)")
+    print(f"  agreement where MIGRAD converged and 1 + a_hat > 1e-3 ({len(regular)}/{n_fit} points): "
+          f"max |chi2 diff| / max(chi2, 1) = {worst:.1e}; the closed form is never above MIGRAD by more than "
+          f"{max(lower, 0):.1e} (at extreme g, where a_hat -> -1, MIGRAD in a stalls and reports invalid minima)")
     return t_an, t_fit
 
 
@@ -241,17 +248,21 @@ def bench_c(quick: bool):
 
 
 def bench_d():
-    print("\n== d. vectorised posterior log-probability ==")
-    try:
-        from nuinfer.infer import posterior as post
-    except ImportError:
-        print("posterior module not available")
-        return None
-    rate = post.benchmark_logprob() if hasattr(post, "benchmark_logprob") else None
-    if rate is None:
-        print("posterior.benchmark_logprob not available")
-    else:
-        print(f"{rate:.3g} evaluations per second (target >= 1e5)")
+    print("\n== d. vectorised posterior log-probability (EvES V, 100 bins, Eq. 26) ==")
+    from nuinfer import config
+    from nuinfer.infer import posterior as post
+    from nuinfer.workflows import models_dir
+    from nuinfer.bayes import parameters_from_config
+    ana = config.load(models_dir() / "bayes_eves_vector.toml")
+    fm = ana.forward_model()
+    pars = parameters_from_config(ana)
+    x = np.linspace(pars[0].lo, pars[0].hi, int(ana.cfg["posterior"]["mass_grid_n"]))
+    T = fm.templates(ana.interaction("V"), 10.0**x)
+    like = post.TemplateLikelihood(x, T["T"].values[1], T["T"].values[2], T["R_SM"].values)
+    p = post.Posterior.from_likelihood(pars, like)
+    for n in (16, 256, 4096):
+        rate = post.log_prob_throughput(p, n=n)
+        print(f"batch {n:5d}: {rate:.3g} evaluations per second (target >= 1e5)")
     return rate
 
 

@@ -26,7 +26,7 @@ def _toy(K_sigma=0.2, n=12, P=20, seed=3):
 
 @pytest.mark.parametrize("statistic", ["gauss", "poisson"])
 def test_lm_profile_agrees_with_minuit(statistic):
-    nodes, S, base, rng = _toy()
+    _nodes, S, base, rng = _toy()
     n = base.size
     if statistic == "gauss":
         data = df.BinnedData(base * 1.1 + rng.normal(0, 3, n), np.full(n, 2.0), np.full(n, 4.0))
@@ -42,7 +42,7 @@ def test_lm_profile_agrees_with_minuit(statistic):
 
 
 def test_fixed_and_free_nuisances():
-    nodes, S, base, rng = _toy(K_sigma=0.0)
+    _nodes, S, base, _rng = _toy(K_sigma=0.0)
     data = df.BinnedData(base * 1.3, None, np.sqrt(base))
     fixed = df.profile_nuisances(S[:, :3], data, df.Nuisances(flux=0.0))
     # nothing to fit: chi2 at the nominal prediction
@@ -166,7 +166,7 @@ def test_mass_coupling_scan_reads_into_contours(make_templates):
 
 
 def test_posterior_with_sampled_nuisances():
-    fm, U = _poly_sin2w_templates()
+    _fm, U = _poly_sin2w_templates()
     inj = 0.2387
     sig = U[0] + inj * U[1] + inj**2 * U[2]
     data = df.BinnedData(sig, None)

@@ -5,6 +5,7 @@ Sources of the numbers are given next to each check.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_reactor_emission_is_unit_normalised_antineutrino():
     x, w = np.polynomial.legendre.leggauss(64)
     edges = np.r_[0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0]
     total = 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in itertools.pairwise(edges):
         total += np.sum(0.5 * (b - a) * w * em.shape(0.5 * (b - a) * x + 0.5 * (a + b)))
     assert total == pytest.approx(1.0, rel=1e-6)
     assert em.flux == pytest.approx(ter.reactor_flux(2.96, 10.39), rel=1e-12)
@@ -145,8 +146,8 @@ def test_targets_ge_csi_ar():
 
 def test_csi_rate_is_sum_of_cs_and_i():
     src = ter.pion_dar_sources(1e23, 20.0, 1e7)
-    kw = dict(sources=tuple(src), user_tables=src, binning=Binning(1.0, 10.0, 5),
-              detector=Detector(Quenching("constant", value=0.09)), exposure_tonne_year=0.01)
+    kw = {"sources": tuple(src), "user_tables": src, "binning": Binning(1.0, 10.0, 5),
+          "detector": Detector(Quenching("constant", value=0.09)), "exposure_tonne_year": 0.01}
     both = ForwardModel("cevns", target="CsI", **kw).sm_spectrum()["total"].values
     cs = ForwardModel("cevns", target="Cs133", **kw).sm_spectrum()["total"].values
     io = ForwardModel("cevns", target="I127", **kw).sm_spectrum()["total"].values
@@ -191,8 +192,8 @@ def test_quenching_scale_and_user_table_reproduce_lindhard():
         Quenching("lindhard", scale=0.0)
     # a forward model with the tabulated curve gives the Lindhard counts
     src = ter.reactor_sources(2.96, 10.39)
-    kw = dict(target=ge, sources=tuple(src), user_tables=src, binning=Binning(0.3, 1.5, 6, "linear"),
-              exposure_tonne_year=1e-3)
+    kw = {"target": ge, "sources": tuple(src), "user_tables": src, "binning": Binning(0.3, 1.5, 6, "linear"),
+          "exposure_tonne_year": 1e-3}
     a = ForwardModel("cevns", detector=Detector(lin), **kw).sm_spectrum()["total"].values
     b = ForwardModel("cevns", detector=Detector(table), **kw).sm_spectrum()["total"].values
     assert b == pytest.approx(a, rel=5e-3)
@@ -206,3 +207,68 @@ def test_germanium_resolution_and_callable_resolution():
     d = Detector(Quenching("none"), resolution=r)
     resp = d.response(np.array([0.5, 1.0]), Binning(0.1, 2.0, 19, "linear"))
     assert np.all(resp.sum(axis=1) > 0.99)
+
+
+# ------------------------------------------------------------------------------------ Dresden-II-like
+def test_dresden_asimov_workflow_per_quenching_choice(tmp_path):
+    from nuinfer import terrestrial_workflows as tw
+    # a user quenching table (here: Lindhard with a 20 % higher QF, standing in for e.g. the
+    # iron-filter curve that users supply themselves)
+    E = np.geomspace(0.05, 50.0, 200)
+    qf = Quenching("lindhard", k=0.157, Z=32).qf(E) * 1.2
+    table = tmp_path / "qf.txt"
+    table.write_text("\n".join(f"{e:.8g} {q:.8g}" for e, q in zip(E, qf)))
+    over = {"scan.m4_MeV.n": 6, "scan.mu_nu.n": 12, "scan.sin2_theta_W.n": 41, "binning.n": 26}
+    s = tw.run_dresden(tmp_path / "d.nc", overrides=over, tasks=["sin2w", "dipole"], quenching_table=table,
+                       plot=False, quiet=True)
+    assert set(s["variants"]) == {"modified_lindhard", "lindhard", "user_table"}
+    for v in s["variants"].values():
+        assert v["sin2w"]["best_fit"] == pytest.approx(0.2387, abs=1e-4)  # Asimov recovers the injected value
+        assert v["sin2w"]["interval_1sigma"][0] < 0.2387 < v["sin2w"]["interval_1sigma"][1]
+        assert v["dipole"]["g90"]["1"] is not None and v["dipole"]["g90"]["100"] is None  # above the bound
+    # a higher quenching factor puts more CEvNS events above threshold and tightens sin^2 theta_W
+    w = {k: np.diff(v["sin2w"]["interval_1sigma"])[0] for k, v in s["variants"].items()}
+    assert s["variants"]["user_table"]["sm_total"] > s["variants"]["lindhard"]["sm_total"]
+    assert w["user_table"] < w["lindhard"]
+
+
+def test_ngi_posterior_path_evaluates():
+    from nuinfer import terrestrial_config as tcfg
+    from nuinfer import terrestrial_workflows as tw
+    from nuinfer.workflows import models_dir
+    ana = tcfg.load(models_dir() / "dresden2_asimov.toml", {"binning.n": 13, "variants": {}})
+    post, _data = tw.build_posterior(ana, "ngi")
+    assert post.names[:6] == ["log10_g_S", "log10_m_S", "log10_g_V", "log10_m_V", "log10_g_T", "log10_m_T"]
+    th = np.array([[-6.9, 0, -6.9, 0, -6.9, 0, 0.0, 0.0, 0.0], [-4, 0, -6.9, 0, -6.9, 0, 0.0, 0.0, 0.0]])
+    lp = post(th)
+    assert np.isfinite(lp).all() and lp[0] > lp[1]  # Asimov SM data disfavour a large scalar coupling
+
+
+def test_cli_register_adds_subcommands_to_the_main_parser():
+    import argparse
+
+    from nuinfer import cli, cli_terrestrial
+    p = cli.build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    if "fit" not in sub.choices:  # the lead's cli.py may already call register
+        cli_terrestrial.register(sub)
+    assert {"fit", "fit-sample", "coherent", "dresden", "terrestrial-figures"} <= set(sub.choices)
+    args = p.parse_args(["fit", "a.toml", "-o", "x.nc", "--task", "sin2w", "--task", "V"])
+    assert args.func is cli_terrestrial.cmd_fit and args.task == ["sin2w", "V"]
+    assert cli_terrestrial.main(["fit", "does_not_exist.toml", "-q"]) == 2
+    assert cli_terrestrial.main(["fit", "a.toml", "-o", "x.txt"]) == 2
+
+
+def test_ngi_simultaneous_point_profiles():
+    from nuinfer import terrestrial_config as tcfg
+    from nuinfer import terrestrial_workflows as tw
+    from nuinfer.workflows import models_dir
+    ana = tcfg.load(models_dir() / "dresden2_asimov.toml", {"binning.n": 13, "variants": {}})
+    pts = np.array([[-6.9, 0.0, -6.9, 0.0, -6.9, 0.0],     # all couplings negligible: the SM
+                    [-5.0, 0.0, -6.9, 0.0, -6.9, 0.0],     # scalar only
+                    [-5.0, 0.0, -5.0, 1.0, -5.0, 2.0]])    # S, V and T at once
+    res = tw.profile_points(ana, "ngi", pts)
+    assert res.converged.all()
+    assert res.minimum[0] == pytest.approx(0.0, abs=1e-6)  # Asimov SM data
+    assert res.minimum[1] > 1.0 and res.minimum[2] > 1.0
+    assert res.minimum[2] != pytest.approx(res.minimum[1], rel=1e-3)  # the vector and tensor matter

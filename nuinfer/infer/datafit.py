@@ -58,34 +58,38 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 from scipy import stats
 from scipy.interpolate import CubicSpline
 
-from nuinfer.exceptions import EmptyWindow, InvalidConfig, NumericalError, UnphysicalInput
+from nuinfer.exceptions import (
+    InvalidConfig,
+    NumericalError,
+    UnphysicalInput,
+)
 
 __all__ = [
     "NUISANCES",
     "STATISTICS",
-    "Nuisances",
     "BinnedData",
-    "FitResult",
-    "qf_nodes",
-    "EtaSpline",
-    "profile_nuisances",
-    "profile_minuit",
-    "scan_polynomial",
-    "scan_parameter",
-    "scan_mass_coupling",
-    "sigma_threshold",
     "DataFitLikelihood",
+    "EtaSpline",
+    "FitResult",
+    "Nuisances",
+    "mass_coupling_signal",
     "nuisance_parameters",
     "polynomial_signal",
-    "mass_coupling_signal",
+    "profile_minuit",
+    "profile_nuisances",
+    "qf_nodes",
+    "scan_mass_coupling",
+    "scan_parameter",
+    "scan_polynomial",
+    "sigma_threshold",
 ]
 
 #: nuisance parameters, in the order of every ``theta`` array

