@@ -1,7 +1,8 @@
 """The ``nuinfer`` command.
 
 Subcommands: ``inspect``, ``spectrum``, ``contour``, ``sample``, ``plot``, ``compare``, ``reproduce``,
-``floor`` (neutrino floor, :mod:`nuinfer.cli_floor`).
+``floor`` (neutrino floor, :mod:`nuinfer.cli_floor`); ``fit``, ``fit-sample``, ``coherent``,
+``dresden``, ``terrestrial-figures`` (reactor and pi-DAR analyses, :mod:`nuinfer.cli_terrestrial`).
 Bad input (configuration, arguments, user files) exits with status 2 and a one-line message naming
 the key and the fix; runtime failures exit with status 1.
 """
@@ -174,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_reproduce)
 
     from .cli_floor import register as register_floor
+    from .cli_terrestrial import register as register_terrestrial
     register_floor(sub)
+    register_terrestrial(sub)
     return p
 
 
