@@ -482,19 +482,24 @@ def load_counts(path, nbins: int, key: str = "statistics.data") -> np.ndarray:
     return arr
 
 
+def read_toml(path_or_dict, *, what: str = "analysis", hint: str = "see models/ for presets"):
+    """``(raw mapping, path or None)`` from a TOML file or a mapping (copied); clear errors for a
+    missing file or malformed TOML."""
+    if isinstance(path_or_dict, dict):
+        return copy.deepcopy(path_or_dict), None
+    path = str(path_or_dict)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh), path
+    except FileNotFoundError:
+        raise InvalidConfig(f"{what} file {path!r} not found; {hint}", key="config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfig(f"{path}: malformed TOML: {exc}", key="config") from None
+
+
 def load(path_or_dict, overrides: dict | None = None) -> Analysis:
     """Load and validate an analysis from a TOML path (or a mapping)."""
-    if isinstance(path_or_dict, dict):
-        raw, path = copy.deepcopy(path_or_dict), None
-    else:
-        path = str(path_or_dict)
-        try:
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except FileNotFoundError:
-            raise InvalidConfig(f"analysis file {path!r} not found; see models/ for presets", key="config") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidConfig(f"{path}: malformed TOML: {exc}", key="config") from None
+    raw, path = read_toml(path_or_dict)
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
     return Analysis(validate(copy.deepcopy(raw)), path, raw)

@@ -36,14 +36,10 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import NUM, _check
+from .config import NUM, _check, read_toml
 from .exceptions import InvalidConfig, UnphysicalInput
 from .io import provenance_attrs, write_netcdf
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "DEFAULTS",
@@ -174,17 +170,7 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
     from .physics.mediators import canonical_model
     from .physics.sources import NORMALISATIONS, SOURCE_NAMES
 
-    if isinstance(path_or_dict, dict):
-        raw, path = copy.deepcopy(path_or_dict), None
-    else:
-        path = str(path_or_dict)
-        try:
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except FileNotFoundError:
-            raise InvalidConfig(f"floor file {path!r} not found; see models/floor_xenon.toml", key="config") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidConfig(f"{path}: malformed TOML: {exc}", key="config") from None
+    raw, path = read_toml(path_or_dict, what="floor", hint="see models/floor_xenon.toml")
     _check(raw, SCHEMA)
     for name, sc in raw.get("scenarios", {}).items():
         _check(sc, _SCENARIO, f"scenarios.{name}")

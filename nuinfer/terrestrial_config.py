@@ -73,19 +73,14 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .config import NUM, _check, _merge, set_dotted
+from .config import NUM, _check, _merge, read_toml, set_dotted
 from .exceptions import DataFileError, InvalidConfig, UnphysicalInput
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _RANGE = {"lo": NUM, "hi": NUM, "n": int, "scale": str}
 
@@ -545,17 +540,7 @@ def load(path_or_dict, overrides: dict | None = None, *, data_dir: str | None = 
         if data_dir is not None:
             ana = TerrestrialAnalysis(ana.cfg, ana.path, ana.raw, str(data_dir))
         return ana
-    if isinstance(path_or_dict, dict):
-        raw, path = copy.deepcopy(path_or_dict), None
-    else:
-        path = str(path_or_dict)
-        try:
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except FileNotFoundError:
-            raise InvalidConfig(f"analysis file {path!r} not found; see models/ for presets", key="config") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidConfig(f"{path}: malformed TOML: {exc}", key="config") from None
+    raw, path = read_toml(path_or_dict)
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
     return TerrestrialAnalysis(validate(copy.deepcopy(raw)), path, raw, None if data_dir is None else str(data_dir))

@@ -1,7 +1,6 @@
 """Systematics comparisons and the end-to-end `nuinfer reproduce --quick` (issue 5)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
