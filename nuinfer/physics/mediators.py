@@ -15,7 +15,9 @@ Models
 ``SM``; ``S``, ``P``, ``V``, ``A``, ``T`` (universal couplings; S, P, A, T add incoherently to the SM,
 V interferes); ``B-L`` (vector, g_q = -g_nu/3 so Q_V = -A g^2 in CEvNS, g_e = g_nu in EvES);
 ``Lmu-Ltau`` (vector coupled to mu and tau only, loop-induced kinetic mixing with the photon,
-Eqs. 9 and 14: sign + for nu_tau, - for nu_mu, nu_e unaffected); ``dipole`` (CEvNS only: the
+Eqs. 9 and 14: sign + for nu_tau, - for nu_mu, nu_e unaffected; both equations print the same signs
+for protons and electrons although kinetic mixing couples them with opposite charges: the printed signs
+are kept, PHYSICS.md sec. 4); ``dipole`` (CEvNS only: the
 sterile-neutrino dipole portal of the review's Eq. 4, :mod:`nuinfer.physics.dipole`, with
 m_X -> m4 and g_X -> mu_nu in Bohr magnetons; counts = SM + mu^2 T1(m4)).  Simultaneous S, V, T
 couplings (the review's NGI, Eq. 3) are in :mod:`nuinfer.physics.ngi`.
