@@ -25,7 +25,6 @@ from nuinfer.infer.posterior import (
     TemplateLikelihood,
     diagnostics,
     interpolation_error,
-    log_prob_throughput,
     mediator_parameters,
     run_from_datatree,
     run_sampler,
@@ -187,21 +186,6 @@ def test_interpolation_error_against_exact_templates(eves_v):
     E2 = fm.templates(inter, 10.0**xm2)["T"].values
     err2 = interpolation_error(like2, xm2, E2[1], E2[2], np.linspace(-8.0, -2.0, 61))
     assert err2["max_rel_counts"] > 8 * err["max_rel_counts"]
-
-
-def test_log_prob_throughput_100_bins(eves_v):
-    """Vectorised log-prob on 100 bins: measured rate (target 1e5/s; loose bound for slow CI)."""
-    ana = config.load({**SMALL, "binning": {"lo": 0.1, "hi": 1e4, "n": 100}})
-    fm = ana.forward_model()
-    x = np.linspace(-2.0, 2.0, 241)
-    t = fm.templates(ana.interaction("V"), 10.0**x)
-    T = t["T"].values
-    like = TemplateLikelihood(x, T[1], T[2], t["R_SM"].values, min_expected=1e-6)
-    assert like.n_bins >= 95
-    post = Posterior.from_likelihood(mediator_parameters((-2, 2), (-8, -4), 0.1), like)
-    rate = log_prob_throughput(post, n=4096, repeat=5)
-    print(f"log-prob evaluations per second (100 bins, batches of 4096): {rate:.3g}")
-    assert rate > 2e4
 
 
 # ------------------------------------------------------------------------------ files, seeds, resume

@@ -1,12 +1,18 @@
 """Discovery significance and discovery limits with several background nuisances.
 
 The model (the review's Eq. 5: binned Poisson likelihood times Gaussian constraints on the neutrino
-flux normalisations and, optionally, on one shape parameter such as sin^2 theta_W)::
+flux normalisations, optionally on one shape parameter such as sin^2 theta_W, and optionally on
+bin-dependent CEvNS cross-section factors n_sigma)::
 
-    lambda_i(mu, phi, t) = mu s_i + sum_a phi_a b_ai(t),      b_ai(t) = sum_p t^p B_api
+    lambda_i(mu, phi, t, x) = mu s_i + sum_a phi_a b_ai(t) (1 + m_a x_g(i)),   b_ai(t) = sum_p t^p B_api
 
     twice_nll = 2 sum_i [lambda_i - n_i + n_i ln(n_i / lambda_i)]          (Baker-Cousins, chi2 scale)
-              + sum_a ((phi_a - c_a) / sigma_a)^2 + ((t - c_t) / sigma_t)^2
+              + sum_a ((phi_a - c_a) / sigma_a)^2 + ((t - c_t) / sigma_t)^2 + sum_g ((x_g - c_g) / s_g)^2
+
+``x_g`` is the relative deviation of the CEvNS cross section from its SM value (the review's
+``n_sigma - 1``) in nuisance group ``g``; by default every recoil bin ``i`` with ``s_i > 0`` is its own
+group (bin-dependent nuisances), bins may share one (``xsec_group``), ``m_a`` selects the components
+it multiplies (default all: every neutrino background here is CEvNS).
 
 ``s`` is the signal (WIMP) expectation at a reference cross section, ``mu`` its strength, ``phi_a``
 the normalisation of background component ``a`` (one per neutrino flux, nominal 1, relative
@@ -94,6 +100,15 @@ class BackgroundModel:
         no shape nuisance (``t = 0``).
     t_name : str, optional
         Label of the shape parameter (for outputs). Default ``"t"``.
+    xsec_sigma : float or array_like, shape (bin,), optional
+        Width ``s_i`` of the Gaussian constraint on the CEvNS cross-section factor ``1 + x`` of each
+        recoil bin (relative, 0.1 = 10 %); 0 (default) fixes it to the SM.  Bins without background
+        get none.
+    xsec_group : array_like of int, shape (bin,), optional
+        Nuisance index per bin: bins with the same index share one ``x`` (their ``s_i`` must be equal).
+        Default: one per bin.
+    xsec_components : array_like of bool, shape (comp,), optional
+        Components multiplied by ``1 + x`` (default all).
     """
 
     counts: np.ndarray
@@ -101,7 +116,12 @@ class BackgroundModel:
     names: tuple = ()
     sigma_t: float = 0.0
     t_name: str = "t"
+    xsec_sigma: object = 0.0
+    xsec_group: object = None
+    xsec_components: object = None
     _keep: np.ndarray = field(init=False, repr=False)
+    _xg: np.ndarray = field(init=False, repr=False)
+    _xs: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
         B = np.asarray(self.counts, dtype=float)
@@ -128,6 +148,38 @@ class BackgroundModel:
             raise InvalidConfig("a shape nuisance (sigma_t > 0) needs templates with a poly axis of length >= 2",
                                 key="background.sigma_t")
         keep = B[:, 0].sum(axis=0) > 0
+        nb = B.shape[2]
+        xs = np.broadcast_to(np.asarray(self.xsec_sigma, dtype=float), (nb,)).copy() \
+            if np.ndim(self.xsec_sigma) == 0 or np.shape(self.xsec_sigma) == (nb,) else None
+        if xs is None:
+            raise InvalidConfig(f"xsec_sigma needs one value per bin ({nb}); got shape {np.shape(self.xsec_sigma)}",
+                                key="background.xsec_sigma")
+        if np.any(~np.isfinite(xs)) or np.any(xs < 0):
+            raise UnphysicalInput("cross-section uncertainties must be finite and >= 0", key="background.xsec_sigma")
+        mc = np.ones(B.shape[0], bool) if self.xsec_components is None else \
+            np.asarray(self.xsec_components, dtype=bool)
+        if mc.shape != (B.shape[0],):
+            raise InvalidConfig(f"xsec_components needs one flag per component ({B.shape[0]})",
+                                key="background.xsec_components")
+        grp = np.arange(nb) if self.xsec_group is None else np.asarray(self.xsec_group)
+        if grp.shape != (nb,) or not np.issubdtype(grp.dtype, np.integer):
+            raise InvalidConfig(f"xsec_group needs one integer per bin ({nb})", key="background.xsec_group")
+        active = keep & (xs > 0) & (B[mc, 0].sum(axis=0) > 0)
+        labels, inv = np.unique(grp[active], return_inverse=True)
+        xg = np.full(nb, -1)
+        xg[active] = inv
+        xsg = np.zeros(labels.size)
+        for k in range(labels.size):
+            v = xs[xg == k]
+            if np.ptp(v) > 1e-12 * v.max():
+                raise InvalidConfig(f"bins sharing cross-section nuisance {labels[k]} have different widths "
+                                    f"{v.tolist()}", key="background.xsec_group")
+            xsg[k] = v[0]
+        object.__setattr__(self, "xsec_sigma", xs)
+        object.__setattr__(self, "xsec_group", grp)
+        object.__setattr__(self, "xsec_components", mc)
+        object.__setattr__(self, "_xg", xg)
+        object.__setattr__(self, "_xs", xsg)
         object.__setattr__(self, "counts", B)
         object.__setattr__(self, "sigma", s)
         object.__setattr__(self, "names", names)
@@ -147,6 +199,16 @@ class BackgroundModel:
         return self.sigma_t > 0
 
     @property
+    def n_xsec(self) -> int:
+        """Number of free cross-section nuisances."""
+        return int(self._xs.size)
+
+    @property
+    def xsec_widths(self) -> np.ndarray:
+        """Constraint width of each free cross-section nuisance, shape (n_xsec,)."""
+        return self._xs.copy()
+
+    @property
     def nominal(self) -> np.ndarray:
         """Nominal total background per unit exposure, shape (bin,)."""
         return self.counts[:, 0].sum(axis=0)
@@ -156,11 +218,17 @@ class BackgroundModel:
         """Bins entering the likelihood (nominal background > 0)."""
         return self._keep.copy()
 
-    def expected(self, phi=None, t=0.0) -> np.ndarray:
-        """Background counts per unit exposure at normalisations ``phi`` and shape parameter ``t``."""
+    def expected(self, phi=None, t=0.0, xsec=None) -> np.ndarray:
+        """Background counts per unit exposure at normalisations ``phi``, shape parameter ``t`` and
+        cross-section nuisances ``xsec`` (shape (..., n_xsec); default 0)."""
         phi = np.ones(self.n_comp) if phi is None else np.asarray(phi, float)
         tp = np.asarray(t, float)[..., None] ** np.arange(self.counts.shape[1])
-        return np.einsum("...k,kpi,...p->...i", phi, self.counts, tp)
+        if xsec is None or self.n_xsec == 0:
+            return np.einsum("...k,kpi,...p->...i", phi, self.counts, tp)
+        m = self.xsec_components.astype(float)
+        xb = np.where(self._xg >= 0, np.take(np.asarray(xsec, float), np.maximum(self._xg, 0), axis=-1), 0.0)
+        fac = 1.0 + m[:, None] * xb[..., None, :]  # (..., comp, bin)
+        return np.einsum("...k,kpi,...p,...ki->...i", phi, self.counts, tp, fac)
 
 
 class FitResult(NamedTuple):
@@ -179,6 +247,8 @@ class FitResult(NamedTuple):
     converged : numpy.ndarray of bool
     n_iter : int
         Newton iterations used by the slowest point.
+    xsec : numpy.ndarray or None
+        Cross-section nuisances, shape (..., n_xsec) (``None`` in warm starts built by hand).
     """
 
     twice_nll: np.ndarray
@@ -187,15 +257,21 @@ class FitResult(NamedTuple):
     t: np.ndarray
     converged: np.ndarray
     n_iter: int
+    xsec: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
 # the vectorised fitter
 # --------------------------------------------------------------------------------------------
 class _Problem:
-    """Flattened batch problem on the used bins (internal)."""
+    """Flattened batch problem on the used bins (internal).
 
-    def __init__(self, bg: BackgroundModel, n, S, E, mu_free: bool, mu_fixed, c_phi, c_t):
+    Parameters are split into the *global* block (mu, free phi, t) and the cross-section block
+    ``x`` (one per nuisance group); the Hessian of the latter is diagonal (groups are disjoint sets of
+    bins), so the Newton step uses the Schur complement on the global block.
+    """
+
+    def __init__(self, bg: BackgroundModel, n, S, E, mu_free: bool, mu_fixed, c_phi, c_t, c_x):
         self.B = bg.counts[:, :, bg._keep]  # (K, P, nb)
         self.P = self.B.shape[1]
         self.n, self.S, self.E = n, S, E
@@ -205,11 +281,18 @@ class _Problem:
         self.inv_s2_phi = 1.0 / bg.sigma[self.free_phi] ** 2
         self.has_t = bg.has_t
         self.inv_s2_t = 1.0 / bg.sigma_t**2 if bg.has_t else 0.0
-        self.c_phi, self.c_t = c_phi, c_t
+        self.c_phi, self.c_t, self.c_x = c_phi, c_t, c_x
         self.K = bg.n_comp
-        self.npar = int(mu_free) + self.free_phi.size + int(self.has_t)
+        self.nx = bg.n_xsec
+        xg = bg._xg[bg._keep]
+        self.G = np.zeros((xg.size, self.nx))  # one-hot bin -> group
+        self.G[np.flatnonzero(xg >= 0), xg[xg >= 0]] = 1.0
+        self.mx = bg.xsec_components.astype(float)
+        self.inv_s2_x = 1.0 / bg._xs**2 if self.nx else np.zeros(0)
+        self.npar_g = int(mu_free) + self.free_phi.size + int(self.has_t)
+        self.npar = self.npar_g + self.nx
 
-    # parameter vector <-> (mu, phi, t)
+    # parameter vector <-> (mu, phi, t, x)
     def unpack(self, x, idx):
         N = x.shape[0]
         j = 0
@@ -222,15 +305,17 @@ class _Problem:
         phi[:, self.free_phi] = x[:, j:j + self.free_phi.size]
         j += self.free_phi.size
         t = x[:, j] if self.has_t else np.zeros(N)
-        return mu, phi, t
+        xs = x[:, self.npar_g:]
+        return mu, phi, t, xs
 
-    def pack(self, mu, phi, t):
+    def pack(self, mu, phi, t, xs):
         cols = []
         if self.mu_free:
             cols.append(mu[:, None])
         cols.append(phi[:, self.free_phi])
         if self.has_t:
             cols.append(t[:, None])
+        cols.append(xs.reshape(phi.shape[0], self.nx))
         return np.concatenate(cols, axis=1)
 
     def comp_templates(self, t):
@@ -246,11 +331,18 @@ class _Problem:
         return Bt, dB
 
     def objective(self, x, idx, *, want_grad=False):
-        mu, phi, t = self.unpack(x, idx)
+        mu, phi, t, xs = self.unpack(x, idx)
         n = self.n[idx]
         E = self.E[idx]
         Bt, dB = self.comp_templates(t)
-        lam = E[:, None] * np.einsum("nk,nki->ni", phi, Bt)
+        if self.nx:
+            xb = xs @ self.G.T  # (N, nb) per-bin cross-section deviation
+            fac = 1.0 + self.mx[None, :, None] * xb[:, None, :]  # (N, K, nb)
+            Bf = Bt * fac
+            Bc = np.einsum("nk,nki->ni", phi * self.mx, Bt)  # CEvNS part at x = 0
+        else:
+            Bf = Bt
+        lam = E[:, None] * np.einsum("nk,nki->ni", phi, Bf)
         if self.S is not None:
             lam = lam + mu[:, None] * self.S[idx]
         feasible = np.all((lam > 0) | ((lam == 0) & (n == 0)), axis=1)
@@ -262,32 +354,70 @@ class _Problem:
         if self.has_t:
             dt = t - self.c_t[idx]
             val = val + dt * dt * self.inv_s2_t
+        if self.nx:
+            dx = xs - self.c_x[idx]
+            val = val + (dx * dx * self.inv_s2_x).sum(axis=1)
         val = np.where(feasible, val, np.inf)
         if not want_grad:
             return val
-        # Jacobian of lambda (N, npar, nb)
+        # Jacobian of lambda w.r.t. the global parameters (N, npar_g, nb)
         cols = []
         if self.mu_free:
             cols.append(self.S[idx][:, None, :])
-        cols.append(E[:, None, None] * Bt[:, self.free_phi, :])
+        cols.append(E[:, None, None] * Bf[:, self.free_phi, :])
         if self.has_t:
-            cols.append((E[:, None] * np.einsum("nk,nki->ni", phi, dB))[:, None, :])
+            dBf = dB * fac if self.nx else dB
+            cols.append((E[:, None] * np.einsum("nk,nki->ni", phi, dBf))[:, None, :])
         J = np.concatenate(cols, axis=1)
         r = 1.0 - n / lam_safe
-        g = 2.0 * np.einsum("npi,ni->np", J, r)
         w = n / (lam_safe * lam_safe)
+        g = 2.0 * np.einsum("npi,ni->np", J, r)
         H = 2.0 * np.einsum("npi,nqi,ni->npq", J, J, w)
         j0 = int(self.mu_free)
         kphi = np.arange(j0, j0 + self.free_phi.size)
         g[:, kphi] += 2.0 * dphi * self.inv_s2_phi
         H[:, kphi, kphi] += 2.0 * self.inv_s2_phi
         if self.has_t:
-            g[:, -1] += 2.0 * (t - self.c_t[idx]) * self.inv_s2_t
-            H[:, -1, -1] += 2.0 * self.inv_s2_t
+            g[:, self.npar_g - 1] += 2.0 * (t - self.c_t[idx]) * self.inv_s2_t
+            H[:, self.npar_g - 1, self.npar_g - 1] += 2.0 * self.inv_s2_t
         if self.mu_free:
             # tiny ridge: keeps the solve regular where the signal vanishes in every used bin
             H[:, 0, 0] += 1e-300 + 1e-14 * np.abs(H[:, 0, 0])
-        return val, g, H, lam
+        if not self.nx:
+            return val, g, H, lam
+        # cross-section block: d lambda_i / d x_g = E Bc_i G_ig (diagonal in g); Gauss-Newton curvature
+        Jx = E[:, None] * Bc  # (N, nb)
+        gx = 2.0 * (Jx * r) @ self.G + 2.0 * dx * self.inv_s2_x
+        D = 2.0 * (w * Jx * Jx) @ self.G + 2.0 * self.inv_s2_x
+        C = (2.0 * J * (w * Jx)[:, None, :]) @ self.G  # (N, npar_g, nx)
+        return val, (g, gx), (H, C, D), lam
+
+
+def _newton_step(prob: _Problem, g, H):
+    """Newton step and decrement; Schur complement on the global block when there are x nuisances."""
+    if not prob.nx:
+        try:
+            step = -np.linalg.solve(H, g[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = -g / np.maximum(np.einsum("npp->np", H), 1e-300)
+        return step, -np.einsum("np,np->n", g, step), g
+    gg, gx = g
+    A, C, D = H
+    Dinv = 1.0 / D
+    if prob.npar_g:
+        Sm = A - np.einsum("npk,nk,nqk->npq", C, Dinv, C)
+        rhs = gg - np.einsum("npk,nk->np", C, Dinv * gx)
+        try:
+            sg = np.linalg.solve(Sm, rhs[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            sg = rhs / np.maximum(np.einsum("npp->np", Sm), 1e-300)
+        sx = Dinv * (gx - np.einsum("npk,np->nk", C, sg))
+    else:
+        sg = np.zeros_like(gg)
+        sx = Dinv * gx
+    gfull = np.concatenate([gg, gx], axis=1)
+    step = -np.concatenate([sg, sx], axis=1)
+    return step, -np.einsum("np,np->n", gfull, step), gfull
 
 
 def _newton(prob: _Problem, x0: np.ndarray, *, atol: float, rtol: float, max_iter: int):
@@ -304,11 +434,7 @@ def _newton(prob: _Problem, x0: np.ndarray, *, atol: float, rtol: float, max_ite
             break
         xa = x[active]
         f, g, H, _ = prob.objective(xa, active, want_grad=True)
-        try:
-            step = -np.linalg.solve(H, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = -g / np.maximum(np.einsum("npp->np", H), 1e-300)
-        dec = -np.einsum("np,np->n", g, step)
+        step, dec, g = _newton_step(prob, g, H)
         done = (dec <= atol + rtol * np.abs(f)) & np.isfinite(f)
         # backtracking line search (Armijo), vectorised over the points still moving
         alpha = np.ones(active.size)
@@ -338,7 +464,7 @@ def _newton(prob: _Problem, x0: np.ndarray, *, atol: float, rtol: float, max_ite
     return x, val, conv, it
 
 
-def _prepare_batch(data, signal, exposure, bg: BackgroundModel, centre_phi, centre_t):
+def _prepare_batch(data, signal, exposure, bg: BackgroundModel, centre_phi, centre_t, centre_xsec=None):
     n = np.asarray(data, dtype=float)
     if n.shape[-1] != bg.n_bins:
         raise InvalidConfig(f"data need {bg.n_bins} bins along the last axis; got shape {n.shape}", key="data")
@@ -357,6 +483,8 @@ def _prepare_batch(data, signal, exposure, bg: BackgroundModel, centre_phi, cent
         shapes.append(np.shape(centre_phi)[:-1])
     if centre_t is not None:
         shapes.append(np.shape(centre_t))
+    if centre_xsec is not None:
+        shapes.append(np.shape(centre_xsec)[:-1])
     lead = np.broadcast_shapes(*shapes)
     N = int(np.prod(lead)) if lead else 1
     keep = bg._keep
@@ -369,11 +497,14 @@ def _prepare_batch(data, signal, exposure, bg: BackgroundModel, centre_phi, cent
     cphi = np.ones((N, bg.n_comp)) if centre_phi is None else \
         np.broadcast_to(np.asarray(centre_phi, float), lead + (bg.n_comp,)).reshape(N, bg.n_comp)
     ct = np.zeros(N) if centre_t is None else np.broadcast_to(np.asarray(centre_t, float), lead).reshape(N)
-    return lead, N, n2, S2, E2, cphi, ct
+    cx = np.zeros((N, bg.n_xsec)) if centre_xsec is None else \
+        np.broadcast_to(np.asarray(centre_xsec, float), lead + (bg.n_xsec,)).reshape(N, bg.n_xsec)
+    return lead, N, n2, S2, E2, cphi, ct, cx
 
 
 def fit(data, background: BackgroundModel, *, signal=None, mu=None, exposure=1.0, centre_phi=None,
-        centre_t=None, start=None, atol: float = 1e-10, rtol: float = 1e-13, max_iter: int = 200) -> FitResult:
+        centre_t=None, centre_xsec=None, start=None, atol: float = 1e-10, rtol: float = 1e-13,
+        max_iter: int = 200) -> FitResult:
     """Minimise ``twice_nll`` over the nuisances (and ``mu`` unless fixed), for a batch at once.
 
     Parameters
@@ -392,6 +523,8 @@ def fit(data, background: BackgroundModel, *, signal=None, mu=None, exposure=1.0
         Auxiliary measurements of the normalisations (default 1).
     centre_t : float or array_like, optional
         Auxiliary measurement of ``t`` (default 0).
+    centre_xsec : array_like, shape (..., n_xsec), optional
+        Auxiliary measurements of the cross-section nuisances (default 0).
     start : FitResult, optional
         Warm start (same batch shape).
     atol, rtol : float, optional
@@ -410,17 +543,22 @@ def fit(data, background: BackgroundModel, *, signal=None, mu=None, exposure=1.0
     >>> round(float(res.phi[0]), 4)  # pulled between the data (1.1) and the constraint (1.0)
     1.0586
     """
-    lead, N, n2, S2, E2, cphi, ct = _prepare_batch(data, signal, exposure, background, centre_phi, centre_t)
+    lead, N, n2, S2, E2, cphi, ct, cx = _prepare_batch(data, signal, exposure, background, centre_phi, centre_t,
+                                                       centre_xsec)
     mu_free = S2 is not None and mu is None
     if S2 is None and mu is not None and np.any(np.asarray(mu) != 0):
         raise InvalidConfig("a non-zero mu needs a signal", key="mu")
     mu_fixed = np.zeros(N) if mu is None else np.broadcast_to(np.asarray(mu, float), lead).reshape(N).copy()
-    prob = _Problem(background, n2, S2, E2, mu_free, mu_fixed, cphi, ct)
+    prob = _Problem(background, n2, S2, E2, mu_free, mu_fixed, cphi, ct, cx)
+    nx = background.n_xsec
     if start is not None:
         mu0 = np.broadcast_to(start.mu, lead).reshape(N).astype(float)
         phi0 = np.broadcast_to(start.phi, lead + (background.n_comp,)).reshape(N, -1).astype(float)
         t0 = np.broadcast_to(start.t, lead).reshape(N).astype(float)
+        x0s = cx.copy() if start.xsec is None else \
+            np.broadcast_to(start.xsec, lead + (nx,)).reshape(N, nx).astype(float)
     else:
+        x0s = cx.copy()
         phi0 = cphi.copy()
         phi0[:, background.sigma == 0] = 1.0
         phi0 = np.maximum(phi0, 1e-3)
@@ -433,11 +571,11 @@ def fit(data, background: BackgroundModel, *, signal=None, mu=None, exposure=1.0
             mu0 = np.maximum(mu0, 0.0)
         else:
             mu0 = mu_fixed
-    x0 = prob.pack(mu0 if mu_free else mu_fixed, phi0, t0)
+    x0 = prob.pack(mu0 if mu_free else mu_fixed, phi0, t0, x0s)
     x, val, conv, it = _newton(prob, x0, atol=atol, rtol=rtol, max_iter=max_iter)
-    mu_hat, phi, t = prob.unpack(x, np.arange(N))
+    mu_hat, phi, t, xs = prob.unpack(x, np.arange(N))
     return FitResult(val.reshape(lead), np.asarray(mu_hat).reshape(lead), phi.reshape(lead + (background.n_comp,)),
-                     t.reshape(lead), conv.reshape(lead), it)
+                     t.reshape(lead), conv.reshape(lead), it, xs.reshape(lead + (nx,)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,16 +601,17 @@ def required_q0(z: float = 3.0, fraction: float = 0.9) -> float:
 
 
 def q0(data, signal, background: BackgroundModel, *, exposure=1.0, centre_phi=None, centre_t=None,
-       return_fits: bool = False):
+       centre_xsec=None, return_fits: bool = False):
     """Discovery test statistic ``q0`` (Cowan et al. Eq. 12) for a batch of data sets.
 
     Two fits per data set: ``mu`` free and ``mu = 0``; ``q0 = max(0, twice_nll(0) - twice_nll(mu_hat))``
     for ``mu_hat >= 0`` and 0 otherwise.  Returns ``q0`` (and the two :class:`FitResult` with
     ``return_fits``).
     """
-    f1 = fit(data, background, signal=signal, exposure=exposure, centre_phi=centre_phi, centre_t=centre_t)
+    f1 = fit(data, background, signal=signal, exposure=exposure, centre_phi=centre_phi, centre_t=centre_t,
+             centre_xsec=centre_xsec)
     f0 = fit(data, background, signal=signal, mu=0.0, exposure=exposure, centre_phi=centre_phi,
-             centre_t=centre_t, start=f1._replace(mu=np.zeros_like(f1.mu)))
+             centre_t=centre_t, centre_xsec=centre_xsec, start=f1._replace(mu=np.zeros_like(f1.mu)))
     q = np.where(f1.mu > 0, np.maximum(f0.twice_nll - f1.twice_nll, 0.0), 0.0)
     return (q, f1, f0) if return_fits else q
 
@@ -582,6 +721,7 @@ def discovery_limit(signal, background: BackgroundModel, exposures, *, z: float 
     active = np.flatnonzero(~dead)
     phi_w = np.ones((N, background.n_comp))
     t_w = np.zeros(N)
+    x_w = np.zeros((N, background.n_xsec))
     it = 0
     for it in range(1, max_iter + 1):
         if active.size == 0:
@@ -590,12 +730,13 @@ def discovery_limit(signal, background: BackgroundModel, exposures, *, z: float 
         e = Eb[active]
         s = Sb[active]
         start = FitResult(np.zeros(active.size), np.zeros(active.size), phi_w[active], t_w[active],
-                          np.zeros(active.size, bool), 0)
+                          np.zeros(active.size, bool), 0, x_w[active])
         q, res = asimov_q0(x[:, None] * s, background, exposure=e, start=start, return_fit=True)
         phi_w[active] = res.phi
         t_w[active] = res.t
+        x_w[active] = res.xsec
         # d q0_A / dx = sum_i 2 e s_i ln(n_i / lambda_i)  (envelope theorem)
-        lam = e[:, None] * background.expected(res.phi, res.t)[:, keep]
+        lam = e[:, None] * background.expected(res.phi, res.t, res.xsec)[:, keep]
         nA = e[:, None] * (x[:, None] * s[:, keep] + bk)
         with np.errstate(divide="ignore", invalid="ignore"):
             dq = 2.0 * np.einsum("ni,ni->n", e[:, None] * s[:, keep], np.log(nA / lam))
@@ -687,7 +828,7 @@ def toy_q0(signal, background: BackgroundModel, *, exposure: float = 1.0, n_toys
     """``q0`` of pseudo-experiments generated under signal + nominal background.
 
     Each toy draws the counts ``n_i ~ Poisson(exposure (mu_true s_i + b_i))`` *and* the auxiliary
-    measurements ``c_a ~ N(1, sigma_a)``, ``c_t ~ N(0, sigma_t)`` (the frequentist ensemble of the
+    measurements ``c_a ~ N(1, sigma_a)``, ``c_t ~ N(0, sigma_t)``, ``c_g ~ N(0, s_g)`` (the frequentist ensemble of the
     constrained likelihood), then fits with ``mu`` free and with ``mu = 0``.
 
     Parameters
@@ -714,7 +855,8 @@ def toy_q0(signal, background: BackgroundModel, *, exposure: float = 1.0, n_toys
     n = rng.poisson(np.broadcast_to(lam, (n_toys, lam.size))).astype(float)
     c_phi = 1.0 + background.sigma * rng.standard_normal((n_toys, background.n_comp))
     c_t = background.sigma_t * rng.standard_normal(n_toys)
-    return q0(n, exposure * S, background, exposure=exposure, centre_phi=c_phi, centre_t=c_t)
+    c_x = background.xsec_widths * rng.standard_normal((n_toys, background.n_xsec)) if background.n_xsec else None
+    return q0(n, exposure * S, background, exposure=exposure, centre_phi=c_phi, centre_t=c_t, centre_xsec=c_x)
 
 
 def discovery_fraction(q0_values, z: float = 3.0) -> tuple[float, float]:
