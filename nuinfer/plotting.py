@@ -109,7 +109,8 @@ def plot_contours(scans: dict, *, ax=None, title: str = "", styles: dict | None 
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_X$ [MeV]")
     ax.set_ylabel(r"$g_X$")
-    ax.legend(handles=handles, fontsize=8, title="; ".join(sorted(thr_texts)), title_fontsize=7)
+    ax.legend(handles=handles, fontsize=8, title="; ".join(sorted(thr_texts)), title_fontsize=7,
+              loc="lower right")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both", lw=0.3)
     return fig if fig is not None else ax.figure
