@@ -40,19 +40,22 @@ from .config import NUM, _check, read_toml
 from .exceptions import InvalidConfig, UnphysicalInput
 from .io import provenance_attrs, write_netcdf
 
-
 __all__ = [
     "DEFAULTS",
     "DEFAULT_UNCERTAINTIES",
     "SCHEMA",
+    "XSEC_OUTSIDE_DEFAULT",
     "b8_mimic",
     "background_model",
+    "bin_momentum_transfer",
+    "coherent_xsec_precision",
     "compute_floor",
     "forward_model",
     "load_floor_config",
     "plot_floor",
     "resolve_coupling",
     "run_floor",
+    "xsec_widths",
 ]
 
 #: Default relative (1 sigma) flux-normalisation uncertainties and where they come from.
@@ -69,7 +72,14 @@ DEFAULT_UNCERTAINTIES: dict[str, float] = {
 }
 
 _RANGE = {"lo": NUM, "hi": NUM, "n": int}
-_SCENARIO = {"label": str, "model": str, "g_X": (int, float, str), "m_X_MeV": NUM, "sin2w_rel_sigma": NUM}
+_SCENARIO = {"label": str, "model": str, "g_X": (int, float, str), "m_X_MeV": NUM, "sin2w_rel_sigma": NUM,
+             "xsec_rel_sigma": NUM, "xsec_from": str, "xsec_outside": NUM, "xsec_shared": bool,
+             "xsec_data_dir": str}
+
+#: Width of the cross-section nuisance of bins outside the momentum-transfer range of the COHERENT
+#: measurement (``xsec_from`` scenarios) unless ``xsec_outside`` is given: 50 %, a deliberately loose
+#: prior (no CEvNS measurement there), larger than COHERENT CsI's best per-bin precision (40 %).
+XSEC_OUTSIDE_DEFAULT = 0.5
 
 #: Schema of a floor TOML file (types; values are checked by :func:`load_floor_config`).
 SCHEMA: dict = {
@@ -89,6 +99,7 @@ SCHEMA: dict = {
     "toys": {"n": int, "seed": int, "m_GeV": NUM, "exposure_tonne_year": NUM},
     "quick": {"m_n": int, "exposure_n": int, "sigma_n": int, "bins": int, "g_points": int, "toys": int},
     "numerics": {"n_nodes": int, "n_flux_grid": int},
+    "compare_targets": list,
 }
 
 DEFAULTS: dict = {
@@ -109,9 +120,10 @@ DEFAULTS: dict = {
     "toys": {"n": 1000, "seed": 1, "m_GeV": 6.0, "exposure_tonne_year": 1.0},
     "quick": {"m_n": 13, "exposure_n": 31, "sigma_n": 41, "bins": 50, "g_points": 50, "toys": 300},
     "numerics": {"n_nodes": 6, "n_flux_grid": 400},
+    "compare_targets": [],
 }
 
-_REPLACE = ("scenarios", "groups", "benchmarks", "panels", "sources", "override")
+_REPLACE = ("scenarios", "groups", "benchmarks", "panels", "sources", "override", "compare_targets")
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -252,6 +264,7 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
         from .detector import lindhard_k
         tgt = get_target(cfg["target"])
         cfg["detector"]["k"] = round(float(lindhard_k(tgt.Z, tgt.mean_A)), 3)
+        cfg["_k_auto"] = True
     _positive(cfg["detector"]["k"], "detector.k")
     d = cfg["discovery"]
     _positive(d["z"], "discovery.z")
@@ -281,6 +294,20 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
         _positive(sc.get("sin2w_rel_sigma", 0.0), f"{key}.sin2w_rel_sigma", allow_zero=True)
         if sc.get("sin2w_rel_sigma", 0.0) >= 1:
             raise UnphysicalInput("relative uncertainty must be below 1 (0.1 = 10 %)", key=f"{key}.sin2w_rel_sigma")
+        _positive(sc.get("xsec_rel_sigma", 0.0), f"{key}.xsec_rel_sigma", allow_zero=True)
+        _positive(sc.get("xsec_outside", XSEC_OUTSIDE_DEFAULT), f"{key}.xsec_outside", allow_zero=True)
+        if "xsec_from" in sc:
+            if sc.get("xsec_rel_sigma", 0.0) > 0:
+                raise InvalidConfig("give either xsec_rel_sigma (uniform) or xsec_from (COHERENT-derived), not both",
+                                    key=f"{key}.xsec_rel_sigma")
+            try:
+                _xsec_preset_path(sc["xsec_from"], path)
+            except InvalidConfig as exc:
+                raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"{key}.xsec_from") from None
+        else:
+            for k in ("xsec_outside", "xsec_shared", "xsec_data_dir"):
+                if k in sc:
+                    raise InvalidConfig("only meaningful with xsec_from", key=f"{key}.{k}")
         sc.setdefault("label", name)
     al = cfg["auto_limit"]
     if al["g_points"] < 10:
@@ -300,6 +327,13 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
     for k, v in cfg["numerics"].items():
         if v < 2:
             raise UnphysicalInput(f"must be >= 2, got {v}", key=f"numerics.{k}")
+    for i, tname in enumerate(cfg["compare_targets"]):
+        if not isinstance(tname, str):
+            raise InvalidConfig(f"a target name, got {tname!r}", key=f"compare_targets[{i}]")
+        try:
+            get_target(tname)
+        except InvalidConfig as exc:
+            raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"compare_targets[{i}]") from None
     cfg["_path"] = path
     cfg["_quick"] = bool(quick)
     return cfg
@@ -353,8 +387,128 @@ def _group_counts(counts: np.ndarray, sources, groups) -> tuple[np.ndarray, list
     return out, comps
 
 
+def _xsec_preset_path(name: str, cfg_path=None) -> Path:
+    """The terrestrial analysis a cross-section precision is derived from (preset name or TOML path)."""
+    p = Path(name)
+    if p.suffix == ".toml":
+        if not p.is_absolute() and cfg_path:
+            p = Path(cfg_path).parent / p
+    else:
+        from .terrestrial_workflows import preset_path
+        p = preset_path(name)
+    if not p.is_file():
+        raise InvalidConfig(f"no terrestrial analysis {str(p)!r}; use a preset name such as \"coherent_csi2017\" "
+                            "or a .toml path", key="xsec_from")
+    return p
+
+
+def coherent_xsec_precision(preset: str = "coherent_csi2017", *, data_dir=None, cfg_path=None) -> dict:
+    """Per-bin precision of a CEvNS cross-section measurement, in bins of momentum transfer.
+
+    The review (sec. 3.2, ref. [34]) fits a factor ``n_sigma`` multiplying the SM cross section in each
+    recoil bin of the COHERENT data.  Here each bin is fitted on its own: ``n_sigma,k = d_k / p_k`` with
+    ``d_k`` the observed (beam-on minus beam-off) counts and ``p_k`` the SM prediction of the package's
+    forward model for that analysis (``nuinfer coherent``), and the relative 1-sigma precision is the data
+    error bar plus the normalisation systematics of the analysis (flux and efficiency, ``[nuisances]``) in
+    quadrature::
+
+        s_k = sqrt((sigma_k / p_k)^2 + sigma_flux^2 + sigma_eff^2)
+
+    The quenching uncertainty is not included in ``s_k``: it moves the recoil energy (and ``q``) of a
+    bin rather than the rate.  The momentum transfer of bin ``k`` follows from its edges (PE or keVee)
+    through the analysis' light yield and quenching to keVnr, ``q = sqrt(2 m_N E_nr)`` with ``m_N`` the
+    mean nuclear mass of the target.
+
+    Returns
+    -------
+    dict
+        ``q_lo``, ``q_hi`` [MeV] (arrays per COHERENT bin), ``rel_sigma`` (``s_k``), ``ratio``
+        (``n_sigma,k``), ``predicted``, ``observed``, ``sigma_obs``, ``total_ratio`` and ``total_rel_sigma``
+        (the same for the sum of all bins), ``name`` and ``label``.
+    """
+    from . import terrestrial_config as tcfg
+    ana = tcfg.load(_xsec_preset_path(preset, cfg_path), data_dir=data_dir)
+    fm = ana.forward_model()
+    pred = fm.sm_spectrum()["total"].values
+    data = ana.binned_data(pred)
+    if data.sigma is None:
+        raise InvalidConfig(f"{ana.name} has no per-bin error bars (data.lower/upper or data.sigma)", key="xsec_from")
+    if data.label.startswith("asimov"):
+        raise InvalidConfig(f"{ana.name} uses Asimov data, not a measurement", key="xsec_from")
+    nu = ana.cfg["nuisances"]
+    syst2 = float(nu["flux"]) ** 2 + float(nu["efficiency"]) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.sqrt((data.sigma / pred) ** 2 + syst2)
+    e_nr = fm.detector.quenching.e_nr(ana.to_keVee(ana.edges()))  # keVnr
+    tgt = fm.target
+    mN = float(sum(i.abundance * i.m_N for i in tgt.isotopes) / sum(i.abundance for i in tgt.isotopes))
+    q = np.sqrt(2.0 * mN * e_nr * 1e-3)
+    tot_p = float(pred.sum())
+    return {"name": ana.name, "label": data.label, "q_lo": q[:-1], "q_hi": q[1:], "rel_sigma": rel,
+            "ratio": data.observed / pred, "predicted": pred, "observed": data.observed, "sigma_obs": data.sigma,
+            "total_ratio": float(data.observed.sum()) / tot_p,
+            "total_rel_sigma": float(np.sqrt((data.sigma**2).sum() / tot_p**2 + syst2)),
+            "target": tgt.name, "m_N_MeV": mN}
+
+
+def bin_momentum_transfer(fm) -> np.ndarray:
+    """Momentum transfer ``q = sqrt(2 m_N E_nr)`` [MeV] at the (geometric) centre of each analysis bin.
+
+    keVee bins are mapped to keVnr with the forward model's quenching; ``m_N`` is the abundance-weighted
+    mean nuclear mass of the target.
+    """
+    e = fm.detector.quenching.e_nr(fm.binning.edges)
+    c = np.sqrt(e[:-1] * e[1:])
+    tgt = fm.target
+    mN = float(sum(i.abundance * i.m_N for i in tgt.isotopes) / sum(i.abundance for i in tgt.isotopes))
+    return np.sqrt(2.0 * mN * c * 1e-3)
+
+
+def xsec_widths(cfg: dict, fm, scenario: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Per-bin widths ``s_i`` (and nuisance groups) of the CEvNS cross-section nuisances of a scenario.
+
+    * ``xsec_rel_sigma = s``: the same ``s`` in every bin, one nuisance per bin.
+    * ``xsec_from = "coherent_csi2017"`` (or a terrestrial-analysis TOML): bins whose momentum transfer
+      (:func:`bin_momentum_transfer`) lies inside COHERENT bin ``k`` (:func:`coherent_xsec_precision`) get
+      ``s_k``; the others get ``xsec_outside`` (default :data:`XSEC_OUTSIDE_DEFAULT`).  One nuisance per
+      analysis bin (the review's bin-dependent ``n_sigma``), or with ``xsec_shared = true`` one per
+      COHERENT bin shared by all analysis bins inside it (bins outside keep their own).
+
+    Returns
+    -------
+    (sigma, group, info)
+        ``sigma`` and ``group`` per analysis bin; ``info`` is JSON-able (what was used).
+    """
+    nb = fm.binning.nbins
+    group = np.arange(nb)
+    if "xsec_from" not in scenario:
+        s = float(scenario.get("xsec_rel_sigma", 0.0))
+        return np.full(nb, s), group, ({"mode": "uniform", "rel_sigma": s} if s > 0 else {})
+    prec = coherent_xsec_precision(scenario["xsec_from"], data_dir=scenario.get("xsec_data_dir"),
+                                   cfg_path=cfg.get("_path"))
+    out = float(scenario.get("xsec_outside", XSEC_OUTSIDE_DEFAULT))
+    q = bin_momentum_transfer(fm)
+    sigma = np.full(nb, out)
+    k = np.searchsorted(prec["q_hi"], q, side="right")
+    inside = (q >= prec["q_lo"][0]) & (q < prec["q_hi"][-1])
+    k = np.clip(k, 0, prec["q_lo"].size - 1)
+    sigma[inside] = prec["rel_sigma"][k[inside]]
+    if scenario.get("xsec_shared", False):
+        group = np.where(inside, nb + k, group)
+    info = {"mode": "coherent_shared" if scenario.get("xsec_shared", False) else "coherent_per_bin",
+            "source": prec["name"], "data": prec["label"], "outside": out,
+            "q_range_MeV": [float(prec["q_lo"][0]), float(prec["q_hi"][-1])],
+            "coherent_q_lo_MeV": prec["q_lo"].round(3).tolist(), "coherent_q_hi_MeV": prec["q_hi"].round(3).tolist(),
+            "coherent_rel_sigma": prec["rel_sigma"].round(4).tolist(),
+            "coherent_ratio": prec["ratio"].round(4).tolist(),
+            "coherent_total_ratio": round(prec["total_ratio"], 4),
+            "coherent_total_rel_sigma": round(prec["total_rel_sigma"], 4),
+            "n_bins_inside": int(inside.sum())}
+    return sigma, group, info
+
+
 def background_model(cfg: dict, fm, *, model: str = "SM", g_X: float = 0.0, m_X_MeV: float = 1.0,
-                     sin2w_rel_sigma: float = 0.0):
+                     sin2w_rel_sigma: float = 0.0, xsec_sigma=0.0, xsec_group=None):
     """Neutrino background per tonne-year with flux (and optional sin^2 theta_W) nuisances.
 
     Parameters
@@ -367,6 +521,9 @@ def background_model(cfg: dict, fm, *, model: str = "SM", g_X: float = 0.0, m_X_
         Interaction in the background (``"SM"`` by default) and its benchmark point.
     sin2w_rel_sigma : float, optional
         Relative uncertainty on sin^2 theta_W; > 0 adds the shape nuisance ``t`` (module docstring).
+    xsec_sigma, xsec_group : optional
+        Bin-dependent CEvNS cross-section nuisances (:func:`xsec_widths`,
+        :class:`~nuinfer.infer.discovery.BackgroundModel`); 0 = none.
 
     Returns
     -------
@@ -393,8 +550,9 @@ def background_model(cfg: dict, fm, *, model: str = "SM", g_X: float = 0.0, m_X_
         Clo, _ = _group_counts(lo, srcs, g)
         Chi, _ = _group_counts(hi, srcs, g)
         B = np.stack([C0, 0.5 * (Chi - Clo), 0.5 * (Chi + Clo) - C0], axis=1)
-        return BackgroundModel(B, sigma, tuple(comps), sigma_t=1.0, t_name="sin2w_pull"), nominal
-    return BackgroundModel(C0, sigma, tuple(comps)), nominal
+        return BackgroundModel(B, sigma, tuple(comps), sigma_t=1.0, t_name="sin2w_pull", xsec_sigma=xsec_sigma,
+                               xsec_group=xsec_group), nominal
+    return BackgroundModel(C0, sigma, tuple(comps), xsec_sigma=xsec_sigma, xsec_group=xsec_group), nominal
 
 
 def resolve_coupling(cfg: dict, scenario: dict, *, quiet: bool = True) -> tuple[float, str]:
@@ -503,7 +661,13 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
     1e-45 cm^2), ``benchmark_counts``, ``b8_match_chi2``; attributes record the method, the
     thresholds, the scenario definitions, the 8B match and the toy check.
     """
-    from .infer.discovery import discovery_fraction, discovery_limit, floor_from_fog, fog_index, toy_q0
+    from .infer.discovery import (
+        discovery_fraction,
+        discovery_limit,
+        floor_from_fog,
+        fog_index,
+        toy_q0,
+    )
     from .physics.wimp import StandardHalo, binned_counts
 
     t_start = time.perf_counter()
@@ -528,6 +692,7 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
     conv = np.zeros(limits.shape, dtype=np.int8)
     lim_panels = np.full((len(names), masses.size, panels.size), np.nan)
     bg_counts = np.zeros((len(names), len(fm.sources), fm.binning.nbins))
+    xsec_sig = np.zeros((len(names), fm.binning.nbins))
     info: dict[str, dict] = {}
     bg_models = {}
     n_used = None
@@ -537,7 +702,10 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
         g, note = (0.0, "SM") if sc["model"] == "SM" else resolve_coupling(cfg, sc, quiet=quiet)
         m_X = float(sc.get("m_X_MeV", 1.0))
         rel = float(sc.get("sin2w_rel_sigma", 0.0))
-        bg, nominal = background_model(cfg, fm, model=sc["model"], g_X=g, m_X_MeV=m_X, sin2w_rel_sigma=rel)
+        xs, xg, xinfo = xsec_widths(cfg, fm, sc)
+        xsec_sig[si] = xs
+        bg, nominal = background_model(cfg, fm, model=sc["model"], g_X=g, m_X_MeV=m_X, sin2w_rel_sigma=rel,
+                                       xsec_sigma=xs, xsec_group=xg)
         bg_models[name] = bg
         bg_counts[si] = nominal
         dl = discovery_limit(W, bg, exposures, z=disc["z"], fraction=disc["fraction"])
@@ -549,6 +717,7 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
                       "m_X_MeV": m_X if sc["model"] != "SM" else None,
                       "g_X_source": note, "sin2w_rel_sigma": rel, "sin2w_central": fm.sin2w,
                       "nuisances": list(bg.names) + ([bg.t_name] if bg.has_t else []),
+                      "xsec": xinfo, "n_xsec_nuisances": bg.n_xsec,
                       "background_events_per_tonne_year": float(nominal.sum())}
         timings[f"scenario_{name}"] = time.perf_counter() - t
         _say(f"floor: scenario {name} ({sc['label']}): {timings[f'scenario_{name}']:.1f} s, "
@@ -622,6 +791,9 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
             "benchmark_counts": (("benchmark", "bin"), bench_counts,
                                  {"units": "events",
                                   "long_name": "WIMP counts per tonne-year at the benchmark points"}),
+            "xsec_sigma": (("scenario", "bin"), xsec_sig,
+                           {"units": "1", "long_name": "width of the CEvNS cross-section nuisance per bin "
+                            "(relative; 0 = none)"}),
             "b8_match_chi2": (("m_fit",), mimic["chi2"] if mimic else np.full(fine.size, np.nan),
                               {"units": "events",
                                "long_name": "Pearson chi2 of the 8B spectrum vs a free-norm WIMP spectrum"}),
@@ -641,6 +813,8 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
             "E_lo": ("bin", edges[:-1], {**e_attrs, "long_name": "lower bin edge"}),
             "E_hi": ("bin", edges[1:], {**e_attrs, "long_name": "upper bin edge"}),
             "E_center": ("bin", fm.binning.centers, {**e_attrs, "long_name": "bin centre"}),
+            "q_center": ("bin", bin_momentum_transfer(fm),
+                         {"units": "MeV", "long_name": "momentum transfer sqrt(2 m_N E_nr) at the bin centre"}),
         },
     )
     from .infer.discovery import required_q0
@@ -706,14 +880,60 @@ def _compare(ax, ds, base, other, title):
     _limit_axes(ax, title)
 
 
-def plot_floor(ds: xr.Dataset, stem) -> dict:
+def _xsec_scenarios(ds) -> list[str]:
+    info = json.loads(ds.attrs["scenarios_json"])
+    return [str(s) for s in ds["scenario"].values[1:] if info[str(s)].get("xsec")]
+
+
+def plot_xsec(datasets, path) -> str | None:
+    """Review Fig. 5 analogue: flux-only (solid) vs flux + CEvNS cross-section nuisances (dashed).
+
+    One column per dataset (target: e.g. CsI, then xenon for comparison), one row per scenario with
+    cross-section nuisances; the baseline is each dataset's first scenario.  Returns the path, or
+    ``None`` when no dataset has such a scenario.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plotting import save
+    datasets = [d for d in datasets if _xsec_scenarios(d)]
+    if not datasets:
+        return None
+    rows = max(len(_xsec_scenarios(d)) for d in datasets)
+    fig, axes = plt.subplots(rows, len(datasets), figsize=(6.2 * len(datasets), 4.6 * rows), squeeze=False,
+                             constrained_layout=True)
+    for c, d in enumerate(datasets):
+        info = json.loads(d.attrs["scenarios_json"])
+        base = str(d["scenario"].values[0])
+        for r in range(rows):
+            ax = axes[r, c]
+            scs = _xsec_scenarios(d)
+            if r >= len(scs):
+                ax.axis("off")
+                continue
+            s = scs[r]
+            x = info[s]["xsec"]
+            if x["mode"] == "uniform":
+                what = f"{100 * x['rel_sigma']:g}% per bin"
+            else:
+                what = (f"{x['source']} per-bin precision in q = {x['q_range_MeV'][0]:.0f}-"
+                        f"{x['q_range_MeV'][1]:.0f} MeV, {100 * x['outside']:g}% outside")
+            _compare(ax, d, base, s, f"{d.attrs['target']}: flux (solid) vs + CEvNS xsec nuisances (dashed)\n{what}")
+            if x["mode"] != "uniform":
+                ax.text(0.02, 0.02, f"{x['n_bins_inside']} of {d['bin'].size} bins inside the COHERENT q range",
+                        transform=ax.transAxes, fontsize=7)
+    return str(save(fig, Path(path)))
+
+
+def plot_floor(ds: xr.Dataset, stem, *, compare=()) -> dict:
     """Write the floor figures next to ``stem`` and return their paths.
 
     * ``<stem>_spectra.png``: neutrino spectra per source and the benchmark WIMP spectra (review Fig. 4);
     * ``<stem>_fog.png``: fog map ``n(m_chi, sigma)`` of the baseline with the floor and the limits at the
       panel exposures (the O'Hare 2021 presentation), and the limit vs exposure at a few masses;
     * ``<stem>_sin2w.png``: baseline vs scenarios with a sin^2 theta_W nuisance (review Fig. 6);
-    * ``<stem>_mediators.png``: baseline vs each light-mediator scenario (review Fig. 7).
+    * ``<stem>_mediators.png``: baseline vs each light-mediator scenario (review Fig. 7);
+    * ``<stem>_xsec.png``: baseline vs scenarios with CEvNS cross-section nuisances (review Fig. 5), one
+      column per target (``ds`` and the ``compare`` datasets, e.g. xenon next to CsI).
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
@@ -807,6 +1027,9 @@ def plot_floor(ds: xr.Dataset, stem) -> dict:
             _compare(ax, ds, base, s, f"{info[s]['label']}: $g_X$ = {info[s]['g_X']:.2g}, "
                      f"$m_X$ = {info[s]['m_X_MeV']:g} MeV")
         out["mediators"] = str(save(fig, stem.with_name(stem.name + "_mediators.png")))
+    p = plot_xsec([ds, *compare], stem.with_name(stem.name + "_xsec.png"))
+    if p:
+        out["xsec"] = p
     return out
 
 
@@ -858,9 +1081,44 @@ def run_floor(config_path_or_dict, out, *, quick: bool = False, quiet: bool = Fa
     out.parent.mkdir(parents=True, exist_ok=True)
     ds = compute_floor(cfg, quiet=quiet)
     write_netcdf(ds, out)
-    plots = plot_floor(ds, out.with_suffix("")) if plot else {}
-    info = json.loads(ds.attrs["scenarios_json"])
+    extra = {}
+    for tname in cfg["compare_targets"]:  # same scenarios on another target (review Fig. 5: CsI vs xenon)
+        c2 = copy.deepcopy(cfg)
+        c2["target"] = tname
+        c2["name"] = f"{cfg['name']}_{tname}"
+        if cfg.get("_k_auto"):
+            from .detector import lindhard_k
+            from .physics.targets import get_target
+            tgt = get_target(tname)
+            c2["detector"]["k"] = round(float(lindhard_k(tgt.Z, tgt.mean_A)), 3)
+        d2 = compute_floor(c2, quiet=quiet)
+        p2 = out.with_name(f"{out.stem}_{tname}.nc")
+        write_netcdf(d2, p2)
+        extra[tname] = (d2, str(p2))
+    plots = plot_floor(ds, out.with_suffix(""), compare=[d for d, _ in extra.values()]) if plot else {}
     summary: dict = {"output": str(out), "plots": plots, "quick": bool(quick), "scenarios": {}}
+    if extra:
+        summary["compare_targets"] = {}
+    for key, d in [(None, ds)] + [(t, d2) for t, (d2, _) in extra.items()]:
+        rows_s = _summarise(d)
+        if key is None:
+            summary["scenarios"] = rows_s
+        else:
+            summary["compare_targets"][key] = {"output": extra[key][1], "scenarios": rows_s}
+    for k in ("b8_mimic_m_GeV", "b8_mimic_sigma_cm2", "toy_fraction", "toy_fraction_error", "toy_n",
+              "toy_m_GeV", "toy_exposure_tonne_year", "toy_sigma_cm2", "q0_required"):
+        if k in ds.attrs:
+            summary[k] = ds.attrs[k]
+    summary["timings_s"] = json.loads(ds.attrs["timings_json"])
+    summary["wall_time_s"] = round(time.perf_counter() - t0, 2)
+    _say(f"floor: wrote {out}" + (f" and {len(plots)} figures" if plots else ""), quiet)
+    return summary
+
+
+def _summarise(ds) -> dict:
+    """Per-scenario summary rows (floor, fog index and panel limits at :data:`REPORT_MASSES_GEV`)."""
+    info = json.loads(ds.attrs["scenarios_json"])
+    out = {}
     big = ds["exposure"].values >= 10.0
     for s in ds["scenario"].values:
         s = str(s)
@@ -877,14 +1135,7 @@ def run_floor(config_path_or_dict, out, *, quick: bool = False, quiet: bool = Fa
                 row[f"limit_{e:g}tyr_cm2"] = (float(np.exp(np.interp(np.log(m), lm[good], np.log(v[good]))))
                                               if good.sum() > 1 and lm[0] <= np.log(m) <= lm[-1] else None)
             rows[f"{m:g}"] = row
-        summary["scenarios"][s] = {"label": info[s]["label"], "g_X": info[s]["g_X"], "m_X_MeV": info[s]["m_X_MeV"],
-                                   "g_X_source": info[s]["g_X_source"], "by_mass": rows,
-                                   "all_converged": bool(ds["converged"].sel(scenario=s).values.all())}
-    for k in ("b8_mimic_m_GeV", "b8_mimic_sigma_cm2", "toy_fraction", "toy_fraction_error", "toy_n",
-              "toy_m_GeV", "toy_exposure_tonne_year", "toy_sigma_cm2", "q0_required"):
-        if k in ds.attrs:
-            summary[k] = ds.attrs[k]
-    summary["timings_s"] = json.loads(ds.attrs["timings_json"])
-    summary["wall_time_s"] = round(time.perf_counter() - t0, 2)
-    _say(f"floor: wrote {out}" + (f" and {len(plots)} figures" if plots else ""), quiet)
-    return summary
+        out[s] = {"label": info[s]["label"], "g_X": info[s]["g_X"], "m_X_MeV": info[s]["m_X_MeV"],
+                  "g_X_source": info[s]["g_X_source"], "by_mass": rows, "xsec": info[s].get("xsec", {}),
+                  "all_converged": bool(ds["converged"].sel(scenario=s).values.all())}
+    return out
