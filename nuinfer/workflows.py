@@ -84,9 +84,10 @@ def observed_signal(ana: _config.Analysis, r_sm) -> np.ndarray | None:
     d = ana.cfg["statistics"]["data"]
     if d == "asimov":
         return None
+    from .infer.costs import background_counts
     r_sm = np.asarray(r_sm, float)
     n = _config.load_counts(ana._resolve(d), r_sm.size)
-    return n - float(ana.cfg["statistics"]["sigma_bg"]) * r_sm
+    return n - background_counts(r_sm, ana.cfg["statistics"]["sigma_bg"])
 
 
 def scan_model(ana: _config.Analysis, model: str, *, fm=None, templates=None, progress: bool = False):
