@@ -16,12 +16,11 @@ atomically.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from .exceptions import ConfigError, NuinferError
+from .exceptions import ConfigError
 
 
 def _out(path: str | None, default: str) -> Path:
@@ -121,23 +120,10 @@ def register(subparsers) -> None:
     sp.set_defaults(func=cmd_review_figures)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nuinfer", description="terrestrial CEvNS fits")
-    register(p.add_subparsers(dest="command", required=True))
-    return p
-
-
 def main(argv=None) -> int:
-    """Stand-alone entry point (same exit codes as ``nuinfer``)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ConfigError as exc:
-        print(f"nuinfer: error: {exc}", file=sys.stderr)
-        return 2
-    except NuinferError as exc:
-        print(f"nuinfer: failed: {exc}", file=sys.stderr)
-        return 1
+    """Same as ``nuinfer`` (these subcommands are registered there); kept for ``python -m``."""
+    from .cli import main as nuinfer_main
+    return nuinfer_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
