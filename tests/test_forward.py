@@ -161,3 +161,13 @@ def test_netcdf_roundtrip(tmp_path, cevns):
     back.close()
     sm = read_netcdf(tmp_path / "t.nc")
     assert sm["T"].attrs["units"] == "events" and sm["E_lo"].attrs["units"] == "keVee"
+
+
+def test_top_level_api():
+    import nuinfer
+    fm = nuinfer.ForwardModel("eves", binning=nuinfer.Binning(0.1, 1e4, 20))
+    ds = nuinfer.scan(fm.templates("V", np.geomspace(0.01, 1e4, 5)), np.geomspace(1e-8, 1, 40))
+    g90 = nuinfer.exclusion(ds)["g90"].values
+    assert np.all(np.isfinite(g90)) and np.all(np.diff(g90) > 0)
+    with pytest.raises(AttributeError):
+        nuinfer.not_a_thing
