@@ -71,6 +71,7 @@ from nuinfer.exceptions import (
     NumericalError,
     UnphysicalInput,
 )
+from nuinfer.infer.costs import _x_minus_log1p
 
 __all__ = [
     "NUISANCES",
@@ -329,15 +330,6 @@ def _setup(data: BinnedData, nuisances: Nuisances, statistic: str, s_ref=None) -
     return _Setup(n, data.background, inv_var, statistic, nuisances.sigmas, nuisances.active)
 
 
-def _xlog1p(x):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        direct = x - np.log1p(x)
-    poly = np.full_like(x, -1.0 / 9.0)
-    for k in range(8, 1, -1):
-        poly = poly * x + (1.0 if k % 2 == 0 else -1.0) / k
-    return np.where(np.abs(x) < 1e-2, x * x * poly, direct)
-
-
 def _bin_terms(mu, su: _Setup):
     """Per-bin statistic terms (P, n), non-negative."""
     if su.statistic == "gauss":
@@ -347,7 +339,7 @@ def _bin_terms(mu, su: _Setup):
     pos = n > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.where(pos, (mu - n) / np.where(pos, n, 1.0), 0.0)
-        t = np.where(pos, 2.0 * n * _xlog1p(x), 2.0 * mu)
+        t = np.where(pos, 2.0 * n * _x_minus_log1p(x), 2.0 * mu)
     return np.where((mu <= 0) & pos, np.inf, t)
 
 

@@ -68,6 +68,7 @@ import numpy as np
 import xarray as xr
 
 from nuinfer.exceptions import DataFileError, InvalidConfig, NumericalError, UnphysicalInput
+from nuinfer.infer.costs import _x_minus_log1p
 
 __all__ = [
     "TAU_RELIABLE",
@@ -287,20 +288,6 @@ class TemplateInterpolator:
 # --------------------------------------------------------------------------------------------
 # likelihood from templates
 # --------------------------------------------------------------------------------------------
-def _x_minus_log1p(x):
-    """``x - log1p(x)`` for ``x > -1``, with a series for ``|x| < 1e-2`` (no cancellation).
-
-    Same numerics as the Poisson statistic of :mod:`nuinfer.infer.costs` (kept private here
-    so the sampler's hot path runs without input validation; agreement is tested).
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        direct = x - np.log1p(x)
-    poly = np.full_like(x, -1.0 / 9.0)
-    for k in range(8, 1, -1):
-        poly = poly * x + (1.0 if k % 2 == 0 else -1.0) / k
-    return np.where(np.abs(x) < 1e-2, x * x * poly, direct)
-
-
 class TemplateLikelihood:
     """Vectorised log-likelihood of ``(log10 m_X, log10 g_X, a)`` from g-polynomial templates.
 
