@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import cumulative_trapezoid
 from scipy.interpolate import CubicHermiteSpline
 
 from . import __version__
@@ -95,21 +94,15 @@ class Channel:
         x = np.clip(Emin, E[0], E[-1])
         for j in range(3):
             g = f * E ** (-j)
-            upper = self.upper[j] if self.upper is not None else _upper_trapezoid(E, g)
-            spl = CubicHermiteSpline(E, upper, -g, extrapolate=False)
+            spl = CubicHermiteSpline(E, self.upper[j], -g, extrapolate=False)
             out[j] = np.where(Emin >= E[-1], 0.0, spl(x))
         return np.maximum(out, 0.0)
-
-
-def _upper_trapezoid(E, g):
-    cum = cumulative_trapezoid(g, E, initial=0.0)
-    return cum[-1] - cum
 
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
 
 
-def _upper_integrals(E: np.ndarray, fx: np.ndarray) -> tuple[None, np.ndarray]:
+def _upper_integrals(E: np.ndarray, fx: np.ndarray) -> np.ndarray:
     """Upper integrals of f E^-j (j = 0..2) from f at the 6-point GL nodes of every grid panel."""
     a, b = E[:-1, None], E[1:, None]
     x = 0.5 * (b - a) * _GL_X[None, :] + 0.5 * (b + a)
@@ -119,7 +112,7 @@ def _upper_integrals(E: np.ndarray, fx: np.ndarray) -> tuple[None, np.ndarray]:
     for j in range(3):
         panel = np.sum(w * fx * x ** (-j), axis=1)
         up[j, :-1] = np.cumsum(panel[::-1])[::-1]
-    return None, up
+    return up
 
 
 def _continuum_grid(em, n: int) -> np.ndarray:
@@ -177,7 +170,7 @@ def _channels_for(name, ems, osc_params, n_grid) -> list[Channel]:
         phi = em.flux * np.asarray(em.shape(pts), float)
         for fl, w in _flavour_split(name, em, pts, solar, osc_params).items():
             f = phi * w
-            _, upper = _upper_integrals(E, f[E.size:])
+            upper = _upper_integrals(E, f[E.size:])
             dphi = f[:E.size]
             if np.any(dphi > 0) or np.any(upper > 0):
                 chans.append(Channel(name, fl, em.anti, E=E, dphi=dphi, upper=upper))
