@@ -625,10 +625,3 @@ def _check_point(g, m):
         raise UnphysicalInput(f"coupling must be finite and >= 0, got {g}", key="g_X")
     if not np.isfinite(m) or m <= 0:
         raise UnphysicalInput(f"mediator mass must be finite and > 0 MeV, got {m}", key="m_X_MeV")
-
-
-def evaluate_templates(templates: xr.Dataset, g_X: float, m_index: int | None = None) -> np.ndarray:
-    """Counts from templates at one g (all masses, or one mass index)."""
-    T = templates["T"].values
-    R = T[0] + g_X**2 * T[1] + g_X**4 * T[2]
-    return R if m_index is None else R[m_index]
