@@ -1,0 +1,406 @@
+"""One binned likelihood: expected counts = sum of components, each a template times modifiers.
+
+A :class:`BinnedModel` is the structure of an analysis' likelihood (which components, which
+nuisance parameters act on which, how they are constrained); the *templates* are given per call,
+so the same model serves every hypothesis of a scan (the signal template changes with the
+parameters of interest, the structure does not).  For a batch of ``N`` hypotheses and ``n`` bins::
+
+    mu_i = sum_c  F_c(theta) * V_ci(theta) * (1 + sum_{s in c} x_{s, g_s(i)})
+
+* ``F_c = prod_{p in norms(c)} theta_p`` -- normalisation modifiers: every normalisation parameter is
+  a multiplier with nominal value 1 (a flux, an efficiency, a background rate, a signal strength).
+* ``V_c(theta)`` -- the template of component ``c``, morphed by one or two *shape* parameters
+  between precomputed node templates (:class:`Morph`: a cubic spline in one parameter, a polynomial
+  in one parameter, or bilinear interpolation on a 2-D grid of nodes); without a morph, the template.
+* ``x_{s, g}`` -- per-bin shape uncertainties (:class:`ShapeSys`): relative deviations of the
+  component in groups of bins, nominal 0 (the review's bin-dependent cross-section nuisances).
+
+Every parameter has a constraint: Gaussian of width ``sigma`` around its auxiliary value (nominal,
+or a value drawn for a toy experiment), ``sigma = inf`` free, ``sigma = 0`` fixed.  Costs (chi2
+scale, see :mod:`nuinfer.likelihood.costs`): ``poisson`` (Baker-Cousins), ``gauss`` (fixed per-bin
+variance: the paper's Eq. 26 when the variance is the SM expectation) and ``gauss_hyp`` (variance
+at the hypothesis, ``(n - mu)^2 / mu``).
+
+:func:`nuinfer.likelihood.profile.profile` minimises over all parameters at once for the whole
+batch with a bounded Newton iteration using the expected-information Hessian, exploiting that the
+shape-uncertainty block is diagonal (Schur complement).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+from nuinfer.exceptions import InvalidConfig, NumericalError
+
+__all__ = ["BinnedModel", "Component", "Morph", "Parameter", "ShapeSys"]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A nuisance parameter (or a profiled parameter of interest such as a signal strength).
+
+    Parameters
+    ----------
+    name : str
+    sigma : float
+        Gaussian constraint width: ``0`` fixes the parameter at ``nominal``, ``inf`` leaves it free.
+    nominal : float
+        Centre of the constraint (the auxiliary measurement) and the starting value.
+    lo, hi : float
+        Bounds (a normalisation stays > 0 by default; a morphing parameter within its nodes).
+    long_name, units : str
+    """
+
+    name: str
+    sigma: float = math.inf
+    nominal: float = 1.0
+    lo: float = 1e-6
+    hi: float = math.inf
+    long_name: str = ""
+    units: str = "1"
+
+    def __post_init__(self):
+        s = float(self.sigma)
+        if math.isnan(s) or s < 0:
+            raise InvalidConfig(f"constraint width must be >= 0 (0 fixes, inf frees), got {self.sigma}",
+                                key=f"nuisances.{self.name}")
+        if not (self.lo <= self.nominal <= self.hi):
+            raise InvalidConfig(f"nominal {self.nominal} outside the bounds [{self.lo}, {self.hi}]",
+                                key=f"nuisances.{self.name}")
+        object.__setattr__(self, "sigma", s)
+
+    @property
+    def fixed(self) -> bool:
+        return self.sigma == 0.0
+
+
+@dataclass(frozen=True)
+class Morph:
+    """Interpolation of a component between node templates in one or two parameters.
+
+    ``kind``:
+
+    * ``"spline"`` -- not-a-knot cubic spline along ``nodes[0]`` (>= 4 increasing values), the
+      parameter clamped to the node range (template morphing of the quenching scale);
+    * ``"poly"`` -- node ``k`` is the coefficient of ``p^k`` (templates exactly polynomial in ``p``,
+      e.g. CEvNS rates in sin^2 theta_W); ``nodes`` unused;
+    * ``"grid2"`` -- bilinear interpolation on the grid ``nodes[0] x nodes[1]`` (node ``k`` =
+      ``i * len(nodes[1]) + j``), both parameters clamped to the grid (light/charge yields).
+    """
+
+    kind: str
+    params: tuple
+    nodes: tuple = ()
+
+    def __post_init__(self):
+        if self.kind not in ("spline", "poly", "grid2"):
+            raise InvalidConfig(f"unknown morph {self.kind!r}; use spline, poly or grid2", key="morph")
+        want = 2 if self.kind == "grid2" else 1
+        if len(self.params) != want:
+            raise InvalidConfig(f"a {self.kind} morph takes {want} parameter(s)", key="morph")
+        nodes = tuple(np.asarray(x, float) for x in self.nodes)
+        if self.kind == "spline" and (len(nodes) != 1 or nodes[0].size < 4 or np.any(np.diff(nodes[0]) <= 0)):
+            raise InvalidConfig("a spline morph needs >= 4 increasing nodes", key="morph")
+        if self.kind == "grid2" and (len(nodes) != 2 or any(x.size < 2 or np.any(np.diff(x) <= 0) for x in nodes)):
+            raise InvalidConfig("a grid2 morph needs two increasing node axes of >= 2 values", key="morph")
+        object.__setattr__(self, "nodes", nodes)
+
+    def n_nodes(self, K: int) -> int:
+        if self.kind == "spline":
+            return self.nodes[0].size
+        if self.kind == "grid2":
+            return self.nodes[0].size * self.nodes[1].size
+        return K
+
+    def bounds(self) -> list[tuple[float, float]]:
+        if self.kind == "poly":
+            return [(-math.inf, math.inf)]
+        return [(float(x[0]), float(x[-1])) for x in self.nodes]
+
+
+@dataclass(frozen=True)
+class ShapeSys:
+    """Per-bin relative uncertainties of some components, one parameter per group of bins.
+
+    Parameters
+    ----------
+    name : str
+        Parameters are called ``name[g]``.
+    group : array_like of int, shape (bin,)
+        Group of each bin (``-1``: none).
+    sigma : array_like, shape (n_groups,)
+        Constraint width of each group's deviation (relative, 0.1 = 10 %; > 0).
+    """
+
+    name: str
+    group: np.ndarray
+    sigma: np.ndarray
+
+    def __post_init__(self):
+        g = np.asarray(self.group, int)
+        s = np.atleast_1d(np.asarray(self.sigma, float))
+        if g.ndim != 1 or (g.size and (g.max() >= s.size or g.min() < -1)):
+            raise InvalidConfig("group indices must be -1 or index the sigma array", key=f"nuisances.{self.name}")
+        if np.any(~np.isfinite(s)) or np.any(s <= 0):
+            raise InvalidConfig("per-bin uncertainties must be finite and > 0", key=f"nuisances.{self.name}")
+        object.__setattr__(self, "group", g)
+        object.__setattr__(self, "sigma", s)
+
+    @property
+    def n(self) -> int:
+        return int(self.sigma.size)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One contribution to the expected counts.
+
+    Parameters
+    ----------
+    name : str
+    norms : tuple of str
+        Names of the normalisation parameters multiplying it.
+    morph : Morph, optional
+        Shape interpolation (the template then has one node per morph node).
+    shapesys : str, optional
+        Name of the :class:`ShapeSys` acting on it.
+    """
+
+    name: str
+    norms: tuple = ()
+    morph: Morph | None = None
+    shapesys: str | None = None
+
+
+class _Spline:
+    """Cubic-spline coefficients of node templates (K, N, n) along K, evaluated per batch row."""
+
+    def __init__(self, nodes, values):
+        self.nodes = nodes
+        self.c = CubicSpline(nodes, values, axis=0, bc_type="not-a-knot").c  # (4, K-1, N, n)
+
+    def __call__(self, rows, p):
+        k = np.clip(np.searchsorted(self.nodes, p, side="right") - 1, 0, self.nodes.size - 2)
+        cc = self.c[:, k, rows if self.c.shape[2] > 1 else 0, :]
+        t = (p - self.nodes[k])[:, None]
+        val = ((cc[0] * t + cc[1]) * t + cc[2]) * t + cc[3]
+        return val, [(3.0 * cc[0] * t + 2.0 * cc[1]) * t + cc[2]]
+
+
+@dataclass(frozen=True, eq=False)
+class BinnedModel:
+    """The structure of a binned likelihood: components, their modifiers, and the parameters.
+
+    Parameters
+    ----------
+    components : tuple of Component
+    parameters : tuple of Parameter
+        Every parameter named by a component's ``norms`` or ``morph`` (order = column order of
+        ``theta``).
+    shapesys : tuple of ShapeSys
+        Per-bin uncertainties (their parameters follow the global ones in ``theta``).
+    """
+
+    components: tuple
+    parameters: tuple
+    shapesys: tuple = ()
+    _index: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        names = [p.name for p in self.parameters]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise InvalidConfig(f"duplicated parameter names {dup}", key="nuisances")
+        idx = {n: i for i, n in enumerate(names)}
+        ss = {s.name: s for s in self.shapesys}
+        cnames = [c.name for c in self.components]
+        if len(set(cnames)) != len(cnames):
+            raise InvalidConfig(f"duplicated component names in {cnames}", key="components")
+        for c in self.components:
+            used = list(c.norms) + (list(c.morph.params) if c.morph else [])
+            for p in used:
+                if p not in idx:
+                    raise InvalidConfig(f"component {c.name!r} uses the unknown parameter {p!r}", key="nuisances")
+            if c.shapesys is not None and c.shapesys not in ss:
+                raise InvalidConfig(f"component {c.name!r} uses the unknown shape uncertainty {c.shapesys!r}",
+                                    key="nuisances")
+        object.__setattr__(self, "_index", idx)
+        object.__setattr__(self, "components", tuple(self.components))
+        object.__setattr__(self, "parameters", tuple(self.parameters))
+        object.__setattr__(self, "shapesys", tuple(self.shapesys))
+
+    # ---------------------------------------------------------------- bookkeeping
+    @property
+    def n_global(self) -> int:
+        return len(self.parameters)
+
+    @property
+    def n_shape(self) -> int:
+        return int(sum(s.n for s in self.shapesys))
+
+    @property
+    def n_par(self) -> int:
+        return self.n_global + self.n_shape
+
+    @property
+    def parameter_names(self) -> list[str]:
+        out = [p.name for p in self.parameters]
+        for s in self.shapesys:
+            out += [f"{s.name}[{g}]" for g in range(s.n)]
+        return out
+
+    def index(self, name: str) -> int:
+        return self._index[name]
+
+    def nominal(self) -> np.ndarray:
+        return np.concatenate([[p.nominal for p in self.parameters], np.zeros(self.n_shape)])
+
+    def sigmas(self) -> np.ndarray:
+        out = [p.sigma for p in self.parameters]
+        for s in self.shapesys:
+            out += list(s.sigma)
+        return np.asarray(out, float)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.array([p.lo for p in self.parameters] + [-1.0] * self.n_shape, float)
+        hi = np.array([p.hi for p in self.parameters] + [math.inf] * self.n_shape, float)
+        for c in self.components:
+            if c.morph is not None:
+                for p, (a, b) in zip(c.morph.params, c.morph.bounds()):
+                    i = self._index[p]
+                    lo[i], hi[i] = max(lo[i], a), min(hi[i], b)
+        return lo, hi
+
+    # ---------------------------------------------------------------- templates
+    def prepare(self, templates: dict) -> dict:
+        """Validate per-component templates and precompute morph coefficients.
+
+        ``templates[name]`` has shape (K, N, n) or (K, n) with a morph (K nodes, N hypotheses), and
+        (n,), (N, n) or (1, N, n) without.  Returns an opaque mapping for :meth:`evaluate`.
+        """
+        out = {}
+        n_bins = None
+        for c in self.components:
+            if c.name not in templates:
+                raise InvalidConfig(f"no template for component {c.name!r}", key="templates")
+            T = np.asarray(templates[c.name], float)
+            if c.morph is None and T.ndim in (1, 2):
+                T = T.reshape((1, -1, T.shape[-1]))
+            elif T.ndim == 2:
+                T = T[:, None, :]
+            if T.ndim != 3:
+                raise InvalidConfig(f"template of {c.name!r} must have shape (K, N, bin); got {T.shape}",
+                                    key="templates")
+            K = T.shape[0]
+            want = 1 if c.morph is None else c.morph.n_nodes(K)
+            if K != want:
+                raise InvalidConfig(f"template of {c.name!r} has {K} nodes, its morph needs {want}",
+                                    key="templates")
+            if not np.all(np.isfinite(T)):
+                raise NumericalError(f"template of {c.name!r} contains NaN or inf; check the forward model")
+            n_bins = T.shape[2] if n_bins is None else n_bins
+            if T.shape[2] != n_bins:
+                raise InvalidConfig(f"template of {c.name!r} has {T.shape[2]} bins, others {n_bins}",
+                                    key="templates")
+            entry = {"T": T}
+            if c.morph is not None and c.morph.kind == "spline":
+                entry["spline"] = _Spline(c.morph.nodes[0], T)
+            out[c.name] = entry
+        for s in self.shapesys:
+            if s.group.size != n_bins:
+                raise InvalidConfig(f"shape uncertainty {s.name!r} has {s.group.size} bins, templates {n_bins}",
+                                    key=f"nuisances.{s.name}")
+        out["_n_bins"] = n_bins
+        return out
+
+    def _morphed(self, c: Component, entry, rows, theta):
+        """Template of ``c`` at the morph parameters of ``theta`` (R, n) and its derivatives."""
+        T = entry["T"]
+        r = rows if T.shape[1] > 1 else np.zeros_like(rows)
+        m = c.morph
+        if m is None:
+            return T[0, r], []
+        if m.kind == "spline":
+            p = theta[:, self._index[m.params[0]]]
+            return entry["spline"](rows, p)
+        if m.kind == "poly":
+            p = theta[:, self._index[m.params[0]]][:, None]
+            K = T.shape[0]
+            val = T[K - 1, r]
+            der = np.zeros_like(val)
+            for k in range(K - 2, -1, -1):
+                der = der * p + val
+                val = val * p + T[k, r]
+            return val, [der]
+        # grid2: bilinear on nodes[0] x nodes[1]
+        a, b = m.nodes
+        pa = np.clip(theta[:, self._index[m.params[0]]], a[0], a[-1])
+        pb = np.clip(theta[:, self._index[m.params[1]]], b[0], b[-1])
+        i = np.clip(np.searchsorted(a, pa, side="right") - 1, 0, a.size - 2)
+        j = np.clip(np.searchsorted(b, pb, side="right") - 1, 0, b.size - 2)
+        da, db = a[i + 1] - a[i], b[j + 1] - b[j]
+        u = ((pa - a[i]) / da)[:, None]
+        v = ((pb - b[j]) / db)[:, None]
+        nb = b.size
+        t00, t01 = T[i * nb + j, r], T[i * nb + j + 1, r]
+        t10, t11 = T[(i + 1) * nb + j, r], T[(i + 1) * nb + j + 1, r]
+        val = (1 - u) * (1 - v) * t00 + (1 - u) * v * t01 + u * (1 - v) * t10 + u * v * t11
+        dva = ((1 - v) * (t10 - t00) + v * (t11 - t01)) / da[:, None]
+        dvb = ((1 - u) * (t01 - t00) + u * (t11 - t10)) / db[:, None]
+        return val, [dva, dvb]
+
+    def evaluate(self, prepared: dict, theta, rows=None, *, jacobian: bool = False):
+        """Expected counts (R, n) at parameters ``theta`` (R, n_par) for batch ``rows``.
+
+        With ``jacobian=True`` also returns ``J`` (R, n, n_global), the derivatives w.r.t. the global
+        parameters, and ``Jx`` (R, n, n_shape_components) ... as ``(mu, J, shape_terms)`` where
+        ``shape_terms`` maps each ShapeSys name to the summed template it multiplies (R, n).
+        """
+        theta = np.asarray(theta, float)
+        R = theta.shape[0]
+        rows = np.arange(R) if rows is None else np.asarray(rows)
+        n = prepared["_n_bins"]
+        mu = np.zeros((R, n))
+        J = np.zeros((R, n, self.n_global)) if jacobian else None
+        base = {s.name: np.zeros((R, n)) for s in self.shapesys}
+        offsets = {}
+        o = self.n_global
+        for s in self.shapesys:
+            offsets[s.name] = o
+            o += s.n
+        ss = {s.name: s for s in self.shapesys}
+        for c in self.components:
+            V, dV = self._morphed(c, prepared[c.name], rows, theta)
+            ni = [self._index[p] for p in c.norms]
+            F = np.prod(theta[:, ni], axis=1) if ni else np.ones(R)
+            fac = 1.0
+            if c.shapesys is not None:
+                s = ss[c.shapesys]
+                x = theta[:, offsets[s.name]:offsets[s.name] + s.n]
+                xb = np.where(s.group >= 0, np.take(x, np.maximum(s.group, 0), axis=1), 0.0)
+                fac = 1.0 + xb
+                base[s.name] += F[:, None] * V
+            contrib = F[:, None] * V * fac
+            mu += contrib
+            if not jacobian:
+                continue
+            for k, p in enumerate(ni):
+                others = np.prod(np.delete(theta[:, ni], k, axis=1), axis=1) if len(ni) > 1 else np.ones(R)
+                J[:, :, p] += (others[:, None] * V * fac)
+            if c.morph is not None:
+                for p, d in zip(c.morph.params, dV):
+                    J[:, :, self._index[p]] += F[:, None] * d * fac
+        if not jacobian:
+            return mu
+        return mu, J, base
+
+    def expected(self, templates: dict, theta=None) -> np.ndarray:
+        """Expected counts for all hypotheses at ``theta`` (default: nominal), shape (N, n)."""
+        prep = self.prepare(templates)
+        N = max(prep[c.name]["T"].shape[1] for c in self.components)
+        th = np.broadcast_to(self.nominal() if theta is None else np.asarray(theta, float), (N, self.n_par))
+        return self.evaluate(prep, np.array(th))
