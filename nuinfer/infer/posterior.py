@@ -68,7 +68,7 @@ import numpy as np
 import xarray as xr
 
 from nuinfer.exceptions import DataFileError, InvalidConfig, NumericalError, UnphysicalInput
-from nuinfer.infer.costs import _x_minus_log1p
+from nuinfer.infer.costs import _check_data, _poisson_terms
 
 __all__ = [
     "TAU_RELIABLE",
@@ -176,6 +176,28 @@ class Parameter:
             raise UnphysicalInput("the Gaussian prior has almost no mass inside its bounds",
                                   key=f"posterior.{self.name}")
         return out
+
+    def _normal_bounds(self):
+        from scipy.special import ndtr
+        return (float(ndtr((self.lo - self.mu) / self.sigma)),
+                float(ndtr((self.hi - self.mu) / self.sigma)))
+
+    def cdf(self, x) -> np.ndarray:
+        """Prior cumulative distribution at ``x`` (the truncation normalised)."""
+        x = np.asarray(x, dtype=float)
+        if self.prior == "uniform":
+            return np.clip((x - self.lo) / (self.hi - self.lo), 0.0, 1.0)
+        from scipy.special import ndtr
+        a, b = self._normal_bounds()
+        return np.clip((ndtr((x - self.mu) / self.sigma) - a) / (b - a), 0.0, 1.0)
+
+    def prior_std(self) -> float:
+        """Standard deviation of the (truncated) prior."""
+        if self.prior == "uniform":
+            return (self.hi - self.lo) / math.sqrt(12.0)
+        from scipy.stats import truncnorm
+        a, b = (self.lo - self.mu) / self.sigma, (self.hi - self.mu) / self.sigma
+        return float(truncnorm.std(a, b, loc=self.mu, scale=self.sigma))
 
     def describe(self) -> str:
         """One-line description of the prior, for attrs and logs."""
@@ -326,8 +348,10 @@ class TemplateLikelihood:
         r_sm = _check_counts(r_sm, "R_SM")
         if r_sm.ndim != 1:
             raise InvalidConfig(f"must have shape (bin,); got {r_sm.shape}", key="R_SM")
-        D = r_sm.copy() if data is None else _check_counts(data, "statistics.data",
-                                                              n_bins=r_sm.size)
+        # observed data are background subtracted, D = n - R_bg (may be negative where n < R_bg),
+        # exactly as the frequentist scan reads them (nuinfer.workflows.observed_signal)
+        D = r_sm.copy() if data is None else _check_data(data, r_sm, self.sigma_bg,
+                                                            "statistics.data")
         if D.ndim != 1:
             raise InvalidConfig(f"observed counts must have shape ({r_sm.size},); got {D.shape}",
                                 key="statistics.data")
@@ -360,7 +384,6 @@ class TemplateLikelihood:
             self._t0 = R0
             self._d = Du
             self._B = self.sigma_bg * R0
-            self._n = Du + self._B
             self.sigma = None
         self.interp = TemplateInterpolator(self.log10_m_grid, T1[:, used], T2[:, used], scale)
 
@@ -384,9 +407,8 @@ class TemplateLikelihood:
         if self.statistic == "eq26":
             r = self._d - b * R
             return -0.5 * r * r
-        bR = b * np.maximum(R, 0.0)
-        x = (bR - self._d) / self._n  # n > 0 in every used bin (background > 0)
-        return -self._n * _x_minus_log1p(x)
+        # the costs' kernel: n = D + R_bg may be 0 (term = mu, i.e. 0 log 0 = 0)
+        return -0.5 * _poisson_terms(self._d, b * np.maximum(R, 0.0), self._B)
 
     def __call__(self, log10_m, log10_g, a) -> np.ndarray:
         """Log-likelihood, shape (n,)."""
@@ -396,9 +418,8 @@ class TemplateLikelihood:
         if self.statistic == "eq26":
             r = self._d - b[:, None] * R
             return -0.5 * np.einsum("ij,ij->i", r, r)
-        bR = b[:, None] * np.maximum(R, 0.0)
-        x = (bR - self._d) / self._n
-        return -(self._n * _x_minus_log1p(x)).sum(axis=1)
+        terms = _poisson_terms(self._d, b[:, None] * np.maximum(R, 0.0), self._B)
+        return -0.5 * terms.sum(axis=1)
 
     # ---------------------------------------------------------------------------------------
     def constant_data(self) -> xr.Dataset:
@@ -841,6 +862,11 @@ class Diagnostics:
         ``n_over_tau >= 50`` for every parameter.
     messages : list of str
         Human-readable summary and warnings.
+    ess : numpy.ndarray, shape (ndim,)
+        Effective sample size of the post-burn-in (thinned) draws per parameter,
+        ``draws / tau_post`` (:func:`effective_sample_size`).
+    tau_post : numpy.ndarray, shape (ndim,)
+        Integrated autocorrelation time of the post-burn-in (thinned) draws [thinned steps].
     """
 
     names: list
@@ -852,9 +878,13 @@ class Diagnostics:
     burn_rule: str
     reliable: bool
     messages: list
+    ess: np.ndarray | None = None
+    tau_post: np.ndarray | None = None
 
     def to_dict(self) -> dict:
+        ess = self.ess if self.ess is not None else np.full(len(self.names), np.nan)
         return {
+            "ess": {n: _finite_or_none(e) for n, e in zip(self.names, ess)},
             "tau": {n: _finite_or_none(t) for n, t in zip(self.names, self.tau)},
             "n_over_tau_min": _finite_or_none(np.min(self.n_over_tau)),
             "acceptance_fraction_mean": round(float(self.acceptance_mean), 4),
@@ -904,6 +934,200 @@ def burn_in(nsteps: int, tau, *, burn: int | None = None) -> tuple[int, str]:
     return nsteps // 4, "25% of the run (tau not reliable)"
 
 
+# --------------------------------------------------------------------------------------------
+# effective sample size and Monte Carlo standard errors (numpy only)
+# --------------------------------------------------------------------------------------------
+#: Sokal's window constant of the autocorrelation-time estimator (as emcee's ``c``).
+TAU_WINDOW_C = 5.0
+#: Kolmogorov-Smirnov distance to the prior below which a marginal is called prior-dominated.
+PRIOR_KS_THRESHOLD = 0.1
+#: A credible limit within this many MCSE of a prior bound is called prior-dominated.
+PRIOR_BOUND_MCSE = 2.0
+#: E[sup |Brownian bridge|] = sqrt(pi/2) ln 2: the typical KS distance of n_eff prior draws is
+#: this over sqrt(n_eff).
+_KS_NULL_MEAN = math.sqrt(math.pi / 2.0) * math.log(2.0)
+
+
+def integrated_time(x, *, c: float = TAU_WINDOW_C) -> float:
+    """Integrated autocorrelation time of an ensemble series, shape (nwalkers, nsteps) or (n,).
+
+    The autocovariance is computed per walker by FFT around the *ensemble* mean, averaged over
+    walkers and normalised at lag 0; ``tau(M) = 1 + 2 sum_{t=1}^{M} rho(t)`` is summed up to
+    Sokal's automatic window, the first ``M >= c tau(M)`` (Goodman & Weare 2010; emcee's
+    ``integrated_time`` uses the same window).  Centring on the ensemble mean rather than on
+    each walker's own mean keeps differences between walkers that have not mixed in the
+    estimate, which makes it err on the long side.  A series with no variance gives ``nan``.
+
+    Returns
+    -------
+    float
+        ``tau`` in steps; the effective sample size is ``nwalkers * nsteps / tau``.
+    """
+    x = np.asarray(x, dtype=float)
+    x = x[None, :] if x.ndim == 1 else x
+    if x.ndim != 2:
+        raise InvalidConfig(f"expected shape (nwalkers, nsteps); got {x.shape}", key="x")
+    n = x.shape[1]
+    d = x - x.mean()
+    if n < 2 or not np.any(d):
+        return math.nan
+    nfft = 1 << (2 * n - 1).bit_length()
+    f = np.fft.rfft(d, n=nfft, axis=1)
+    acov = np.fft.irfft(f * np.conj(f), n=nfft, axis=1)[:, :n].mean(axis=0)
+    rho = acov / acov[0]
+    taus = 2.0 * np.cumsum(rho) - 1.0
+    past = np.arange(n) >= c * taus
+    m = int(np.argmax(past)) if past.any() else n - 1
+    return float(max(taus[m], 1.0 / n))
+
+
+def effective_sample_size(x) -> float:
+    """``nwalkers * nsteps / tau`` of an ensemble series (see :func:`integrated_time`)."""
+    x = np.asarray(x, dtype=float)
+    tau = integrated_time(x)
+    return x.size / tau if math.isfinite(tau) else math.nan
+
+
+def mean_mcse(x) -> tuple[float, float, float]:
+    """Mean of an ensemble series with its Monte Carlo standard error ``sd sqrt(tau / N)``.
+
+    Returns
+    -------
+    (mean, mcse, ess)
+    """
+    x = np.asarray(x, dtype=float)
+    ess = effective_sample_size(x)
+    sd = float(x.std())
+    mcse = sd / math.sqrt(ess) if ess > 0 else math.nan
+    return float(x.mean()), (0.0 if sd == 0 else mcse), ess
+
+
+def quantile_mcse(x, prob: float, *, where=None) -> tuple[float, float, float]:
+    """Quantile of an ensemble series with its Monte Carlo standard error.
+
+    Parameters
+    ----------
+    x : array_like, shape (nwalkers, nsteps) or (n,)
+        Draws in chain order (a 1-D array is one chain; a shuffled or stacked array loses the
+        autocorrelation and understates the error).
+    prob : float
+        Probability level in (0, 1).
+    where : array_like of bool, optional
+        Draws to condition on (e.g. a mass slice): the quantile is that of ``x[where]``, with
+        the chain order of the whole ensemble kept for the error.
+
+    Returns
+    -------
+    (quantile, mcse, ess)
+        ``ess`` is the effective number of draws behind this quantile.
+
+    Notes
+    -----
+    The CDF value at the estimated quantile ``q`` is the mean of the indicator
+    ``I(x <= q)`` over the selected draws, a ratio estimator
+    ``sum_t w_t (I(x_t <= q) - p) / sum_t w_t = 0``.  Its standard error is
+    ``se_F = sqrt(var(h) tau_h / N) / pi`` with ``h_t = w_t (I(x_t <= q) - p)``, ``tau_h`` the
+    integrated autocorrelation time of ``h`` over the ensemble, ``N`` the number of draws and
+    ``pi`` the selected fraction (for ``where=None``: ``se_F = sqrt(p (1 - p) / ESS)``, the
+    binomial error with the indicator's effective sample size).  The interval ``p -+ se_F`` is
+    mapped back through the empirical quantile function of the selected draws and the MCSE is
+    half its width: no density estimate is needed.  ``ess = p (1 - p) / se_F^2``.
+    """
+    p = float(prob)
+    if not 0.0 < p < 1.0:
+        raise UnphysicalInput(f"must be in (0, 1); got {prob}", key="prob")
+    x = np.asarray(x, dtype=float)
+    x = x[None, :] if x.ndim == 1 else x
+    w = np.ones(x.shape, dtype=bool) if where is None else np.broadcast_to(
+        np.asarray(where, dtype=bool), x.shape)
+    sel = x[w]
+    if sel.size == 0:
+        return math.nan, math.nan, 0.0
+    q = float(np.quantile(sel, p))
+    h = np.where(w, (x <= q).astype(float) - p, 0.0)
+    var_h = float(h.var())
+    tau = integrated_time(h)
+    if not (var_h > 0 and math.isfinite(tau)):
+        return q, math.nan, math.nan
+    se_f = math.sqrt(var_h * tau / x.size) * x.size / sel.size
+    lo, hi = np.quantile(sel, [max(p - se_f, 0.0), min(p + se_f, 1.0)])
+    return q, 0.5 * float(hi - lo), p * (1.0 - p) / se_f**2
+
+
+def _qkey(prob: float) -> str:
+    return f"q{100.0 * prob:g}".replace(".", "_")
+
+
+def summarize(chains: dict, probs=(0.05, 0.5, 0.95)) -> dict:
+    """Mean, sd and quantiles of each parameter, every one with its MCSE, plus ESS and tau.
+
+    Parameters
+    ----------
+    chains : dict of name -> array, shape (nwalkers, nsteps)
+        Post-burn-in draws in chain order.
+    probs : sequence of float
+        Quantile levels (keys ``q5``, ``q50``, ``q95`` and ``q5_mcse``, ... for the defaults).
+
+    Returns
+    -------
+    dict
+        ``{name: {"mean", "mean_mcse", "sd", "ess", "tau", "q5", "q5_mcse", ...}}`` (floats;
+        the MCSEs are in the units of the parameter).
+    """
+    out = {}
+    for name, x in chains.items():
+        x = np.asarray(x, dtype=float)
+        m, m_err, ess = mean_mcse(x)
+        row = {"mean": m, "mean_mcse": m_err, "sd": float(x.std()), "ess": ess,
+               "tau": integrated_time(x)}
+        for p in probs:
+            q, err, _ = quantile_mcse(x, p)
+            row[_qkey(p)] = q
+            row[_qkey(p) + "_mcse"] = err
+        out[name] = row
+    return out
+
+
+def ks_distance_to_prior(x, parameter: Parameter) -> float:
+    """Kolmogorov-Smirnov distance ``sup |F_post - F_prior|`` of draws ``x`` to a prior."""
+    s = np.sort(np.asarray(x, dtype=float).ravel())
+    if s.size == 0:
+        return math.nan
+    F0 = parameter.cdf(s)
+    i = np.arange(1, s.size + 1) / s.size
+    return float(max(np.max(i - F0), np.max(F0 - (i - 1.0 / s.size))))
+
+
+def prior_dominance(chains: dict, parameters, *, threshold: float = PRIOR_KS_THRESHOLD) -> dict:
+    """Which marginal posteriors are dominated by their prior.
+
+    A parameter is *prior-dominated* when the Kolmogorov-Smirnov distance between its marginal
+    posterior and its prior is below ``threshold`` (default 0.1): no quantile of the posterior
+    differs from the prior's by more than 10% probability.  Also reported: ``ks_noise =
+    0.87 / sqrt(ESS)``, the typical distance of ESS independent prior draws (when it is not well
+    below ``threshold`` the classification is itself noisy), and the contraction
+    ``1 - var_post / var_prior`` (Schad, Betancourt & Vasishth 2021; near 0: the data taught
+    little).
+
+    Returns
+    -------
+    dict
+        ``{name: {"ks_distance", "ks_noise", "contraction", "prior_dominated"}}``.
+    """
+    out = {}
+    for p in parameters:
+        if p.name not in chains:
+            continue
+        x = np.asarray(chains[p.name], dtype=float)
+        ks = ks_distance_to_prior(x, p)
+        ess = effective_sample_size(x)
+        noise = _KS_NULL_MEAN / math.sqrt(ess) if ess > 0 else math.nan
+        contraction = 1.0 - float(x.var()) / p.prior_std() ** 2
+        out[p.name] = {"ks_distance": ks, "ks_noise": noise, "contraction": contraction,
+                       "prior_dominated": bool(ks < threshold)}
+    return out
+
+
 def diagnostics(run: SamplerRun, *, burn: int | None = None, thin: int = 1) -> Diagnostics:
     """Autocorrelation times, acceptance, burn-in and warnings for a run."""
     thin = _check_int(thin, "posterior.thin", 1)
@@ -915,6 +1139,12 @@ def diagnostics(run: SamplerRun, *, burn: int | None = None, thin: int = 1) -> D
     msgs = [f"{run.nwalkers} walkers x {run.nsteps} steps; mean acceptance fraction {acc:.3f}"]
     msgs += [f"  tau[{n}] = {t:.1f} steps, N/tau = {r:.0f}" for n, t, r in zip(run.names, tau, n_over)]
     msgs.append(f"  burn-in {b} steps ({rule}), thin {thin}")
+    kept = run.chain[:, b::thin]
+    tau_post = np.array([integrated_time(kept[:, :, j]) for j in range(kept.shape[2])])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ess = kept.shape[0] * kept.shape[1] / tau_post
+    msgs.append("  effective sample size after burn-in: " + ", ".join(
+        f"{n} {e:.0f}" for n, e in zip(run.names, ess)))
     if not reliable:
         worst = run.names[int(np.argmin(n_over))]
         need = int(math.ceil(TAU_RELIABLE * float(np.max(tau[np.isfinite(tau)], initial=1.0))))
@@ -924,7 +1154,8 @@ def diagnostics(run: SamplerRun, *, burn: int | None = None, thin: int = 1) -> D
     if not 0.15 <= acc <= 0.7:
         msgs.append(f"WARNING: mean acceptance fraction {acc:.2f} is outside 0.15-0.7; check "
                     "the prior box and the likelihood")
-    return Diagnostics(list(run.names), tau, n_over, acc, b, thin, rule, reliable, msgs)
+    return Diagnostics(list(run.names), tau, n_over, acc, b, thin, rule, reliable, msgs,
+                       ess=ess, tau_post=tau_post)
 
 
 # --------------------------------------------------------------------------------------------

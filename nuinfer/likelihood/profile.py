@@ -229,8 +229,9 @@ def _newton(prob: _Problem, theta, *, atol, rtol, max_iter):
     xi = prob.ng + prob.xfree
     free_cols = np.concatenate([gi, xi])
     lo, hi = prob.lo[free_cols], prob.hi[free_cols]
-    lo_tol = np.where(np.isfinite(lo), lo + 1e-12 * (1 + np.abs(lo)), -np.inf)
-    hi_tol = np.where(np.isfinite(hi), hi - 1e-12 * (1 + np.abs(hi)), np.inf)
+    with np.errstate(invalid="ignore"):
+        lo_tol = np.where(np.isfinite(lo), lo + 1e-12 * (1 + np.abs(lo)), -np.inf)
+        hi_tol = np.where(np.isfinite(hi), hi - 1e-12 * (1 + np.abs(hi)), np.inf)
     active = np.arange(N)
     it = 0
     if free_cols.size == 0:
