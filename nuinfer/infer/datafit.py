@@ -343,23 +343,8 @@ def _bin_terms(mu, su: _Setup):
     return np.where((mu <= 0) & pos, np.inf, t)
 
 
-def _constraint(theta, su: _Setup):
-    sig = su.sig
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(np.isfinite(sig) & (sig > 0), 1.0 / np.where(sig > 0, sig, 1.0) ** 2, 0.0)
-    return np.sum(theta * theta * w, axis=-1), w
-
-
 def _mu(theta, S, B):
     return (1.0 + theta[:, 0:1]) * (1.0 + theta[:, 1:2]) * S + (1.0 + theta[:, 3:4]) * B
-
-
-def _objective(theta, spline: EtaSpline, su: _Setup, rows=None):
-    """Statistic with constraints for hypotheses ``rows`` (default all) at nuisances ``theta``."""
-    rows = np.arange(spline.P) if rows is None else rows
-    mu = _mu(theta, spline.at(rows, theta[:, 2]), su.B)
-    c, _ = _constraint(theta, su)
-    return np.sum(_bin_terms(mu, su), axis=-1) + c
 
 
 class FitResult:
@@ -385,10 +370,53 @@ class FitResult:
                 f"converged={int(self.converged.sum())}/{self.converged.size}, method={self.method!r})")
 
 
+def datafit_model(nuisances: Nuisances, eta_nodes):
+    """The data-fit prediction as a :class:`~nuinfer.likelihood.BinnedModel`.
+
+    ``mu = F_flux F_eff S(a_qf) + F_bg B`` with multipliers ``F = 1 + a`` (kept >= 0.01) and the
+    signal morphed by a cubic spline in ``a_qf`` between the quenching nodes.
+    """
+    from nuinfer.likelihood import BinnedModel, Component, Morph, Parameter
+
+    sig = nuisances.sigmas
+    nodes = np.asarray(eta_nodes, float)
+    morph = Morph("spline", ("qf",), (nodes,)) if nodes.size > 1 else None
+    qlo, qhi = (float(nodes[0]), float(nodes[-1])) if nodes.size > 1 else (-math.inf, math.inf)
+    lo = 1.0 + _A_MIN
+    pars = (Parameter("flux", sig[0], 1.0, lo, long_name=_LONG["a_flux"]),
+            Parameter("eff", sig[1], 1.0, lo, long_name=_LONG["a_eff"]),
+            Parameter("qf", sig[2], 0.0, qlo, qhi, long_name=_LONG["a_qf"]),
+            Parameter("bg", sig[3], 1.0, lo, long_name=_LONG["a_bg"]))
+    return BinnedModel(components=(Component("signal", norms=("flux", "eff"), morph=morph),
+                                   Component("background", norms=("bg",))), parameters=pars)
+
+
+def _profile(signal_nodes, data, nuisances, eta_nodes, statistic, s_ref, method, **kw) -> FitResult:
+    su = _setup(data, nuisances, statistic, s_ref)
+    S = np.asarray(signal_nodes, float)
+    if S.ndim == 2:
+        S = S[None]
+    nodes = qf_nodes(nuisances.quenching) if eta_nodes is None else np.asarray(eta_nodes, float)
+    if S.shape[0] != nodes.size or S.shape[-1] != data.n_bins:
+        raise InvalidConfig(f"signal must have shape (K={nodes.size}, P, bin={data.n_bins}); got {S.shape}",
+                            key="signal")
+    if nodes.size > 1 and not su.active[2]:
+        raise InvalidConfig("morphing nodes given but the quenching nuisance is fixed", key="nuisances.quenching")
+    from nuinfer.likelihood import profile
+
+    model = datafit_model(nuisances, nodes)
+    T = {"signal": S if nodes.size > 1 else S[0], "background": data.background}
+    var = None if su.inv_var is None else 1.0 / su.inv_var
+    r = profile(model, T, data.observed, cost="gauss" if statistic == "gauss" else "poisson", variance=var,
+                method=method, **kw)
+    theta = r.theta - np.array([1.0, 1.0, 0.0, 1.0])  # multipliers -> the a_k of NUISANCES
+    return FitResult(STATISTICS[su.statistic], r.minimum, theta, r.converged, "lm" if method == "newton" else method)
+
+
 def profile_nuisances(signal_nodes, data: BinnedData, nuisances: Nuisances, *, eta_nodes=None,
                       statistic: str = "gauss", s_ref=None, max_iter: int = 200,
                       tol: float = 1e-10) -> FitResult:
-    """Minimise the statistic over the nuisances for P hypotheses at once (vectorised LM).
+    """Minimise the statistic over the nuisances for P hypotheses at once.
 
     Parameters
     ----------
@@ -402,142 +430,21 @@ def profile_nuisances(signal_nodes, data: BinnedData, nuisances: Nuisances, *, e
     s_ref : array_like, shape (bin,), optional
         Reference signal for the default gauss variance ``S_ref + B``.
     max_iter, tol : int, float
-        Iteration limit and convergence tolerance on the statistic.
+        Iteration limit and convergence tolerance (Newton decrement, relative).
 
     Returns
     -------
     FitResult
-        ``method="lm"``.
+        The vectorised Newton profiler of :func:`nuinfer.likelihood.profile`.
     """
-    su = _setup(data, nuisances, statistic, s_ref)
-    S = np.asarray(signal_nodes, float)
-    if S.ndim == 2:
-        S = S[None]
-    nodes = qf_nodes(nuisances.quenching) if eta_nodes is None else np.asarray(eta_nodes, float)
-    if S.shape[0] != nodes.size or S.shape[-1] != data.n_bins:
-        raise InvalidConfig(f"signal must have shape (K={nodes.size}, P, bin={data.n_bins}); got {S.shape}",
-                            key="signal")
-    if nodes.size > 1 and not su.active[2]:
-        raise InvalidConfig("morphing nodes given but the quenching nuisance is fixed", key="nuisances.quenching")
-    spline = EtaSpline(nodes, S)
-    return _lm(spline, su, S.shape[1], max_iter=max_iter, tol=tol)
-
-
-def _lm(spline: EtaSpline, su: _Setup, P: int, *, max_iter: int, tol: float) -> FitResult:
-    act = np.flatnonzero(su.active)
-    theta = np.zeros((P, 4))
-    f = _objective(theta, spline, su)
-    conv = np.zeros(P, dtype=bool)
-    if act.size == 0:
-        return FitResult(STATISTICS[su.statistic], f, theta, np.isfinite(f), "fixed")
-    lam = np.full(P, 1e-3)
-    _, w = _constraint(theta, su)
-    d = act.size
-    small_steps = np.zeros(P, dtype=int)
-    todo = np.arange(P)
-    for _ in range(max_iter):
-        if todo.size == 0:
-            break
-        th = theta[todo]
-        Sv, dS = spline.at(todo, th[:, 2], derivative=True)
-        if spline.K == 1:
-            dS = None
-        fs = (1.0 + th[:, 0:1]) * (1.0 + th[:, 1:2])
-        mu = fs * Sv + (1.0 + th[:, 3:4]) * su.B
-        J = np.zeros((todo.size, su.n.size, 4))
-        J[:, :, 0] = (1.0 + th[:, 1:2]) * Sv
-        J[:, :, 1] = (1.0 + th[:, 0:1]) * Sv
-        if dS is not None:
-            J[:, :, 2] = fs * dS
-        J[:, :, 3] = su.B[None, :]
-        J = J[:, :, act]
-        if su.statistic == "gauss":
-            g1 = -2.0 * (su.n - mu) * su.inv_var  # d term / d mu
-            h1 = 2.0 * np.broadcast_to(su.inv_var, mu.shape)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g1 = 2.0 * (1.0 - np.where(mu > 0, su.n / np.where(mu > 0, mu, 1.0), 0.0))
-                h1 = 2.0 * np.where(mu > 0, np.maximum(su.n, 1e-3 * mu) / np.where(mu > 0, mu, 1.0) ** 2, 0.0)
-        grad = np.einsum("pi,pid->pd", g1, J) + 2.0 * th[:, act] * w[act]
-        H = np.einsum("pi,pid,pie->pde", h1, J, J) + np.diag(2.0 * w[act])[None]
-        # bounds: a component sitting on its bound with the gradient pushing outwards is frozen
-        lo_b = np.where(act == 2, spline.lo if spline.K > 1 else 0.0, _A_MIN)
-        hi_b = np.where(act == 2, spline.hi if spline.K > 1 else 0.0, np.inf)
-        x = th[:, act]
-        frozen = ((x <= lo_b + 1e-12) & (grad > 0)) | ((x >= hi_b - 1e-12) & (grad < 0))
-        pgrad = np.where(frozen, 0.0, grad)
-        eye = np.eye(d)[None]
-        fz = frozen[:, :, None] | frozen[:, None, :]
-        H = np.where(fz, eye * np.maximum(np.diagonal(H, axis1=1, axis2=2), 1.0)[:, :, None], H)
-        Hd = H + lam[todo, None, None] * (eye * np.maximum(np.diagonal(H, axis1=1, axis2=2), 1e-12)[:, :, None])
-        try:
-            step = -np.linalg.solve(Hd, pgrad[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            step = -pgrad / np.maximum(np.diagonal(Hd, axis1=1, axis2=2), 1e-12)
-        trial = th.copy()
-        trial[:, act] = np.clip(x + step, lo_b, hi_b)
-        taken = trial[:, act] - x
-        f_old = f[todo]
-        f_new = _objective(trial, spline, su, todo)
-        better = f_new <= f_old
-        theta[todo[better]] = trial[better]
-        f[todo[better]] = f_new[better]
-        lam[todo] = np.where(better, np.maximum(lam[todo] / 3.0, 1e-9), np.minimum(lam[todo] * 4.0, 1e9))
-        dec = f_old - np.where(better, f_new, f_old)
-        tiny = (np.abs(dec) <= tol * (1.0 + np.abs(f_old))) & (
-            np.max(np.abs(taken), axis=1) <= 1e-6 + 1e-6 * np.max(np.abs(x), axis=1))
-        small_steps[todo] = np.where(tiny & better, small_steps[todo] + 1, 0)
-        gnorm = np.max(np.abs(pgrad), axis=1)
-        done = (small_steps[todo] >= 2) | (gnorm <= 1e-9) | (lam[todo] >= 1e9)
-        conv[todo[done]] = (gnorm[done] <= 1e-5 * (1.0 + np.abs(f_old[done]))) | (small_steps[todo][done] >= 2)
-        todo = todo[~done]
-    return FitResult(STATISTICS[su.statistic], f, theta, conv, "lm")
+    return _profile(signal_nodes, data, nuisances, eta_nodes, statistic, s_ref, "newton",
+                    max_iter=max_iter, rtol=tol)
 
 
 def profile_minuit(signal_nodes, data: BinnedData, nuisances: Nuisances, *, eta_nodes=None,
                    statistic: str = "gauss", s_ref=None) -> FitResult:
-    """Reference profile with one iminuit MIGRAD fit per hypothesis (slow; for checks).
-
-    Same arguments as :func:`profile_nuisances`.
-    """
-    from iminuit import Minuit
-
-    su = _setup(data, nuisances, statistic, s_ref)
-    S = np.asarray(signal_nodes, float)
-    if S.ndim == 2:
-        S = S[None]
-    nodes = qf_nodes(nuisances.quenching) if eta_nodes is None else np.asarray(eta_nodes, float)
-    spline = EtaSpline(nodes, S)
-    P = S.shape[1]
-    act = [NUISANCES[i] for i in np.flatnonzero(su.active)]
-    out_f, out_t, out_c = np.empty(P), np.zeros((P, 4)), np.zeros(P, dtype=bool)
-    for p in range(P):
-        sp = EtaSpline(nodes, S[:, p:p + 1])
-
-        def cost(*vals, sp=sp):
-            th = np.zeros((1, 4))
-            for name, v in zip(act, vals):
-                th[0, NUISANCES.index(name)] = v
-            return float(_objective(th, sp, su)[0])
-
-        if not act:
-            out_f[p] = cost()
-            out_c[p] = True
-            continue
-        m = Minuit(cost, *([0.0] * len(act)), name=act)
-        m.errordef = Minuit.LEAST_SQUARES
-        for name in act:
-            m.limits[name] = (spline.lo, spline.hi) if name == "a_qf" and spline.K > 1 else (_A_MIN, None)
-            s = su.sig[NUISANCES.index(name)]
-            m.errors[name] = 0.1 * s if math.isfinite(s) else 0.1
-        m.strategy = 2
-        m.tol = 1e-7
-        m.migrad()
-        out_f[p] = m.fval
-        for name in act:
-            out_t[p, NUISANCES.index(name)] = m.values[name]
-        out_c[p] = m.fmin.is_valid
-    return FitResult(STATISTICS[su.statistic], out_f, out_t, out_c, "minuit")
+    """Reference profile with one iminuit MIGRAD fit per hypothesis (slow; for checks)."""
+    return _profile(signal_nodes, data, nuisances, eta_nodes, statistic, s_ref, "minuit")
 
 
 # --------------------------------------------------------------------------------------------

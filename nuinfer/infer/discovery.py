@@ -20,7 +20,7 @@ uncertainty ``sigma_a``; ``sigma_a = 0`` fixes it) and ``t`` an optional shape n
 templates are a polynomial in ``t`` (exact for sin^2 theta_W, on which CEvNS rates are quadratic).
 ``c_a``, ``c_t`` are the auxiliary measurements (1 and 0 for the nominal experiment; drawn at random
 for toy experiments).  The per-bin terms are evaluated as non-negative sums with
-:func:`nuinfer.infer.costs._poisson_terms` (no cancellation at the Asimov point).
+:func:`nuinfer.likelihood.bin_cost` (no cancellation at the Asimov point).
 
 Statistics (G. Cowan, K. Cranmer, E. Gross, O. Vitells, EPJC 71 (2011) 1554, arXiv:1007.1727)
 --------------------------------------------------------------------------------------------------
@@ -41,11 +41,10 @@ Statistics (G. Cowan, K. Cranmer, E. Gross, O. Vitells, EPJC 71 (2011) 1554, arX
 
 Numerics
 --------
-Every fit is a vectorised Newton iteration on all parameters at once (batch of any size, one small
-linear solve per point), with the expected-information (Fisher) matrix ``sum_i n_i/lambda_i^2 J J^T``
-plus the constraint curvature (exact for the linear part; Gauss-Newton for ``t``), a backtracking
-line search that keeps every ``lambda_i > 0`` and decreases the objective, and convergence on the
-Newton decrement.  :func:`discovery_limit` solves ``q0_A(x) = (Z + Phi^-1(f))^2`` for the
+Every fit is the one profiler of :func:`nuinfer.likelihood.profile` on the model built by
+:func:`_binned_model` (signal strength, flux normalisations, a polynomial morph in ``t``, the
+cross-section nuisances as a per-bin shape block): a vectorised bounded Newton iteration with the
+expected-information Hessian and convergence on the Newton decrement.  :func:`discovery_limit` solves ``q0_A(x) = (Z + Phi^-1(f))^2`` for the
 cross-section multiplier ``x`` with safeguarded Newton steps in ``(ln x, ln q0_A)``, using the exact
 derivative ``d q0_A / dx = sum_i 2 e s_i ln(n_i / lambda_hat_i)`` (envelope theorem), warm-starting
 the nuisances.  Bins with no background at all are left out (a background-free discovery is a
@@ -54,6 +53,7 @@ few-event counting problem outside the asymptotic regime); their number is repor
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -61,7 +61,6 @@ import numpy as np
 from scipy.stats import norm
 
 from nuinfer.exceptions import InvalidConfig, UnphysicalInput
-from nuinfer.infer.costs import _poisson_terms
 
 __all__ = [
     "BackgroundModel",
@@ -261,207 +260,27 @@ class FitResult(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
-# the vectorised fitter
+# the background model as a BinnedModel
 # --------------------------------------------------------------------------------------------
-class _Problem:
-    """Flattened batch problem on the used bins (internal).
+def _binned_model(bg: BackgroundModel, with_signal: bool):
+    """The review's Eq. 5 as a :class:`~nuinfer.likelihood.BinnedModel` on the used bins."""
+    from nuinfer.likelihood import BinnedModel, Component, Morph, Parameter, ShapeSys
 
-    Parameters are split into the *global* block (mu, free phi, t) and the cross-section block
-    ``x`` (one per nuisance group); the Hessian of the latter is diagonal (groups are disjoint sets of
-    bins), so the Newton step uses the Schur complement on the global block.
-    """
-
-    def __init__(self, bg: BackgroundModel, n, S, E, mu_free: bool, mu_fixed, c_phi, c_t, c_x):
-        self.B = bg.counts[:, :, bg._keep]  # (K, P, nb)
-        self.P = self.B.shape[1]
-        self.n, self.S, self.E = n, S, E
-        self.mu_free = mu_free
-        self.mu_fixed = mu_fixed
-        self.free_phi = np.flatnonzero(bg.sigma > 0)
-        self.inv_s2_phi = 1.0 / bg.sigma[self.free_phi] ** 2
-        self.has_t = bg.has_t
-        self.inv_s2_t = 1.0 / bg.sigma_t**2 if bg.has_t else 0.0
-        self.c_phi, self.c_t, self.c_x = c_phi, c_t, c_x
-        self.K = bg.n_comp
-        self.nx = bg.n_xsec
-        xg = bg._xg[bg._keep]
-        self.G = np.zeros((xg.size, self.nx))  # one-hot bin -> group
-        self.G[np.flatnonzero(xg >= 0), xg[xg >= 0]] = 1.0
-        self.mx = bg.xsec_components.astype(float)
-        self.inv_s2_x = 1.0 / bg._xs**2 if self.nx else np.zeros(0)
-        self.npar_g = int(mu_free) + self.free_phi.size + int(self.has_t)
-        self.npar = self.npar_g + self.nx
-
-    # parameter vector <-> (mu, phi, t, x)
-    def unpack(self, x, idx):
-        N = x.shape[0]
-        j = 0
-        if self.mu_free:
-            mu = x[:, 0]
-            j = 1
-        else:
-            mu = self.mu_fixed[idx]
-        phi = np.ones((N, self.K))
-        phi[:, self.free_phi] = x[:, j:j + self.free_phi.size]
-        j += self.free_phi.size
-        t = x[:, j] if self.has_t else np.zeros(N)
-        xs = x[:, self.npar_g:]
-        return mu, phi, t, xs
-
-    def pack(self, mu, phi, t, xs):
-        cols = []
-        if self.mu_free:
-            cols.append(mu[:, None])
-        cols.append(phi[:, self.free_phi])
-        if self.has_t:
-            cols.append(t[:, None])
-        cols.append(xs.reshape(phi.shape[0], self.nx))
-        return np.concatenate(cols, axis=1)
-
-    def comp_templates(self, t):
-        """b_a(t) (N, K, nb) and d b_a / dt."""
-        p = np.arange(self.P)
-        tp = t[:, None] ** p  # (N, P)
-        Bt = np.einsum("kpi,np->nki", self.B, tp)
-        dB = None
-        if self.has_t:
-            dtp = np.zeros_like(tp)
-            dtp[:, 1:] = p[1:] * t[:, None] ** (p[1:] - 1)
-            dB = np.einsum("kpi,np->nki", self.B, dtp)
-        return Bt, dB
-
-    def objective(self, x, idx, *, want_grad=False):
-        mu, phi, t, xs = self.unpack(x, idx)
-        n = self.n[idx]
-        E = self.E[idx]
-        Bt, dB = self.comp_templates(t)
-        if self.nx:
-            xb = xs @ self.G.T  # (N, nb) per-bin cross-section deviation
-            fac = 1.0 + self.mx[None, :, None] * xb[:, None, :]  # (N, K, nb)
-            Bf = Bt * fac
-            Bc = np.einsum("nk,nki->ni", phi * self.mx, Bt)  # CEvNS part at x = 0
-        else:
-            Bf = Bt
-        lam = E[:, None] * np.einsum("nk,nki->ni", phi, Bf)
-        if self.S is not None:
-            lam = lam + mu[:, None] * self.S[idx]
-        feasible = np.all((lam > 0) | ((lam == 0) & (n == 0)), axis=1)
-        lam_safe = np.where(lam > 0, lam, 1.0)
-        terms = _poisson_terms(n, np.where(lam > 0, lam, 0.0), 0.0)
-        val = terms.sum(axis=1)
-        dphi = phi[:, self.free_phi] - self.c_phi[idx][:, self.free_phi]
-        val = val + (dphi * dphi * self.inv_s2_phi).sum(axis=1)
-        if self.has_t:
-            dt = t - self.c_t[idx]
-            val = val + dt * dt * self.inv_s2_t
-        if self.nx:
-            dx = xs - self.c_x[idx]
-            val = val + (dx * dx * self.inv_s2_x).sum(axis=1)
-        val = np.where(feasible, val, np.inf)
-        if not want_grad:
-            return val
-        # Jacobian of lambda w.r.t. the global parameters (N, npar_g, nb)
-        cols = []
-        if self.mu_free:
-            cols.append(self.S[idx][:, None, :])
-        cols.append(E[:, None, None] * Bf[:, self.free_phi, :])
-        if self.has_t:
-            dBf = dB * fac if self.nx else dB
-            cols.append((E[:, None] * np.einsum("nk,nki->ni", phi, dBf))[:, None, :])
-        J = np.concatenate(cols, axis=1)
-        r = 1.0 - n / lam_safe
-        w = n / (lam_safe * lam_safe)
-        g = 2.0 * np.einsum("npi,ni->np", J, r)
-        H = 2.0 * np.einsum("npi,nqi,ni->npq", J, J, w)
-        j0 = int(self.mu_free)
-        kphi = np.arange(j0, j0 + self.free_phi.size)
-        g[:, kphi] += 2.0 * dphi * self.inv_s2_phi
-        H[:, kphi, kphi] += 2.0 * self.inv_s2_phi
-        if self.has_t:
-            g[:, self.npar_g - 1] += 2.0 * (t - self.c_t[idx]) * self.inv_s2_t
-            H[:, self.npar_g - 1, self.npar_g - 1] += 2.0 * self.inv_s2_t
-        if self.mu_free:
-            # tiny ridge: keeps the solve regular where the signal vanishes in every used bin
-            H[:, 0, 0] += 1e-300 + 1e-14 * np.abs(H[:, 0, 0])
-        if not self.nx:
-            return val, g, H, lam
-        # cross-section block: d lambda_i / d x_g = E Bc_i G_ig (diagonal in g); Gauss-Newton curvature
-        Jx = E[:, None] * Bc  # (N, nb)
-        gx = 2.0 * (Jx * r) @ self.G + 2.0 * dx * self.inv_s2_x
-        D = 2.0 * (w * Jx * Jx) @ self.G + 2.0 * self.inv_s2_x
-        C = (2.0 * J * (w * Jx)[:, None, :]) @ self.G  # (N, npar_g, nx)
-        return val, (g, gx), (H, C, D), lam
-
-
-def _newton_step(prob: _Problem, g, H):
-    """Newton step and decrement; Schur complement on the global block when there are x nuisances."""
-    if not prob.nx:
-        try:
-            step = -np.linalg.solve(H, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = -g / np.maximum(np.einsum("npp->np", H), 1e-300)
-        return step, -np.einsum("np,np->n", g, step), g
-    gg, gx = g
-    A, C, D = H
-    Dinv = 1.0 / D
-    if prob.npar_g:
-        Sm = A - np.einsum("npk,nk,nqk->npq", C, Dinv, C)
-        rhs = gg - np.einsum("npk,nk->np", C, Dinv * gx)
-        try:
-            sg = np.linalg.solve(Sm, rhs[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            sg = rhs / np.maximum(np.einsum("npp->np", Sm), 1e-300)
-        sx = Dinv * (gx - np.einsum("npk,np->nk", C, sg))
-    else:
-        sg = np.zeros_like(gg)
-        sx = Dinv * gx
-    gfull = np.concatenate([gg, gx], axis=1)
-    step = -np.concatenate([sg, sx], axis=1)
-    return step, -np.einsum("np,np->n", gfull, step), gfull
-
-
-def _newton(prob: _Problem, x0: np.ndarray, *, atol: float, rtol: float, max_iter: int):
-    N = x0.shape[0]
-    x = x0.copy()
-    conv = np.zeros(N, dtype=bool)
-    val = np.full(N, np.inf)
-    active = np.arange(N)
-    it = 0
-    if prob.npar == 0:
-        return x, prob.objective(x, active), np.ones(N, bool), 0
-    for it in range(1, max_iter + 1):
-        if active.size == 0:
-            break
-        xa = x[active]
-        f, g, H, _ = prob.objective(xa, active, want_grad=True)
-        step, dec, g = _newton_step(prob, g, H)
-        done = (dec <= atol + rtol * np.abs(f)) & np.isfinite(f)
-        # backtracking line search (Armijo), vectorised over the points still moving
-        alpha = np.ones(active.size)
-        accepted = done.copy()
-        f_new = f.copy()
-        x_new = xa.copy()
-        for _ in range(60):
-            todo = np.flatnonzero(~accepted)
-            if todo.size == 0:
-                break
-            cand = xa[todo] + alpha[todo, None] * step[todo]
-            fc = prob.objective(cand, active[todo])
-            ok = np.isfinite(fc) & (fc <= f[todo] - 1e-4 * alpha[todo] * dec[todo] + 1e-13 * np.abs(f[todo]))
-            sel = todo[ok]
-            x_new[sel] = cand[ok]
-            f_new[sel] = fc[ok]
-            accepted[sel] = True
-            alpha[todo[~ok]] *= 0.5
-        stalled = ~accepted  # no decrease possible: at the numerical minimum
-        x[active] = np.where(done[:, None], xa, x_new)
-        val[active] = np.where(done | stalled, f, f_new)
-        finished = done | stalled
-        conv[active[done | (stalled & (dec <= 1e3 * (atol + rtol * np.abs(f))))]] = True
-        active = active[~finished]
-    if active.size:
-        val[active] = prob.objective(x[active], active)
-    return x, val, conv, it
+    pars = []
+    comps = []
+    if with_signal:
+        pars.append(Parameter("mu", math.inf, 0.0, -math.inf, math.inf, long_name="signal strength"))
+        comps.append(Component("signal", norms=("mu",)))
+    if bg.has_t:
+        pars.append(Parameter("t", bg.sigma_t, 0.0, -math.inf, math.inf, long_name=bg.t_name))
+    shapes = ()
+    if bg.n_xsec:
+        shapes = (ShapeSys("xsec", bg._xg[bg._keep], bg._xs),)
+    for k in range(bg.n_comp):
+        pars.append(Parameter(f"phi{k}", float(bg.sigma[k]), 1.0, 1e-300, math.inf))
+        comps.append(Component(f"b{k}", norms=(f"phi{k}",), morph=Morph("poly", ("t",)) if bg.has_t else None,
+                               shapesys="xsec" if bg.n_xsec and bg.xsec_components[k] else None))
+    return BinnedModel(components=tuple(comps), parameters=tuple(pars), shapesys=shapes)
 
 
 def _prepare_batch(data, signal, exposure, bg: BackgroundModel, centre_phi, centre_t, centre_xsec=None):
@@ -549,33 +368,55 @@ def fit(data, background: BackgroundModel, *, signal=None, mu=None, exposure=1.0
     if S2 is None and mu is not None and np.any(np.asarray(mu) != 0):
         raise InvalidConfig("a non-zero mu needs a signal", key="mu")
     mu_fixed = np.zeros(N) if mu is None else np.broadcast_to(np.asarray(mu, float), lead).reshape(N).copy()
-    prob = _Problem(background, n2, S2, E2, mu_free, mu_fixed, cphi, ct, cx)
-    nx = background.n_xsec
+    from nuinfer.likelihood import profile
+
+    bg = background
+    nx = bg.n_xsec
+    with_signal = S2 is not None
+    model = _binned_model(bg, with_signal)
+    Bk = bg.counts[:, :, bg._keep]  # (comp, poly, nb)
+    T = {f"b{k}": Bk[k][:, None, :] * E2[None, :, None] if bg.has_t else Bk[k, 0][None, :] * E2[:, None]
+         for k in range(bg.n_comp)}
+    if with_signal:
+        T["signal"] = S2
+    jt = model.index("t") if bg.has_t else None
+    jphi = np.array([model.index(f"phi{k}") for k in range(bg.n_comp)])
+    cent = np.broadcast_to(model.nominal(), (N, model.n_par)).copy()
+    cent[:, jphi] = cphi
+    if bg.has_t:
+        cent[:, jt] = ct
+    if nx:
+        cent[:, model.n_global:] = cx
     if start is not None:
+        x0 = cent.copy()
+        x0[:, jphi] = np.broadcast_to(start.phi, lead + (bg.n_comp,)).reshape(N, -1)
+        if bg.has_t:
+            x0[:, jt] = np.broadcast_to(start.t, lead).reshape(N)
+        if nx and start.xsec is not None:
+            x0[:, model.n_global:] = np.broadcast_to(start.xsec, lead + (nx,)).reshape(N, nx)
         mu0 = np.broadcast_to(start.mu, lead).reshape(N).astype(float)
-        phi0 = np.broadcast_to(start.phi, lead + (background.n_comp,)).reshape(N, -1).astype(float)
-        t0 = np.broadcast_to(start.t, lead).reshape(N).astype(float)
-        x0s = cx.copy() if start.xsec is None else \
-            np.broadcast_to(start.xsec, lead + (nx,)).reshape(N, nx).astype(float)
     else:
-        x0s = cx.copy()
-        phi0 = cphi.copy()
-        phi0[:, background.sigma == 0] = 1.0
-        phi0 = np.maximum(phi0, 1e-3)
-        t0 = ct.copy()
+        x0 = cent.copy()
+        x0[:, jphi] = np.where(bg.sigma == 0, 1.0, np.maximum(cphi, 1e-3))
         if mu_free:
-            b_tot = E2 * (np.einsum("nk,ki->n", phi0, prob.B[:, 0]))
+            b_tot = E2 * np.einsum("nk,ki->n", x0[:, jphi], Bk[:, 0])
             s_tot = S2.sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 mu0 = np.where(s_tot > 0, (n2.sum(axis=1) - b_tot) / np.where(s_tot > 0, s_tot, 1.0), 0.0)
             mu0 = np.maximum(mu0, 0.0)
         else:
             mu0 = mu_fixed
-    x0 = prob.pack(mu0 if mu_free else mu_fixed, phi0, t0, x0s)
-    x, val, conv, it = _newton(prob, x0, atol=atol, rtol=rtol, max_iter=max_iter)
-    mu_hat, phi, t, xs = prob.unpack(x, np.arange(N))
-    return FitResult(val.reshape(lead), np.asarray(mu_hat).reshape(lead), phi.reshape(lead + (background.n_comp,)),
-                     t.reshape(lead), conv.reshape(lead), it, xs.reshape(lead + (nx,)))
+    if with_signal:
+        x0[:, model.index("mu")] = mu0 if mu_free else mu_fixed
+    x0[:, jphi] = np.where(bg.sigma == 0, 1.0, x0[:, jphi])
+    r = profile(model, T, n2, cost="poisson", centres=cent, start=x0, fix=() if mu_free else
+                (("mu",) if with_signal else ()), atol=atol, rtol=rtol, max_iter=max_iter)
+    mu_hat = r.theta[:, model.index("mu")] if with_signal else mu_fixed
+    phi = r.theta[:, jphi]
+    t = r.theta[:, jt] if bg.has_t else np.zeros(N)
+    xs = r.theta[:, model.n_global:]
+    return FitResult(r.minimum.reshape(lead), np.asarray(mu_hat).reshape(lead), phi.reshape(lead + (bg.n_comp,)),
+                     t.reshape(lead), r.converged.reshape(lead), r.n_iter, xs.reshape(lead + (nx,)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -328,8 +328,11 @@ def profile(model: BinnedModel, templates: dict, data, *, cost: str = "poisson",
     prep = model.prepare(templates)
     nb = prep["_n_bins"]
     n = _as_batch(data, nb, "data")
-    if np.any(~np.isfinite(n)) or np.any(n < 0):
-        raise InvalidConfig("observed counts must be finite and >= 0", key="data")
+    if np.any(~np.isfinite(n)):
+        raise InvalidConfig("observed counts must be finite", key="data")
+    if cost != "gauss" and np.any(n < 0):
+        raise InvalidConfig(f"the {cost} cost needs counts >= 0 (background-subtracted residuals need the "
+                            "gauss statistic)", key="data")
     var = None
     if cost == "gauss":
         if variance is None:
