@@ -493,6 +493,13 @@ def read_toml(path_or_dict, *, what: str = "analysis", hint: str = "see models/ 
             return tomllib.load(fh), path
     except FileNotFoundError:
         raise InvalidConfig(f"{what} file {path!r} not found; {hint}", key="config") from None
+    except IsADirectoryError:
+        raise InvalidConfig(f"{path!r} is a directory; give the {what} file (.toml) inside it", key="config") from None
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read {path!r}: {exc.strerror or exc}", key="config") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidConfig(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+                            key="config") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidConfig(f"{path}: malformed TOML: {exc}", key="config") from None
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from nuinfer import cli_terrestrial
+from nuinfer.cli import main as nuinfer_main
 from nuinfer import terrestrial_config as tcfg
 from nuinfer import terrestrial_workflows as tw
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnknownKey
@@ -90,7 +90,7 @@ def test_cli_coherent_end_to_end(tmp_path, capsys):
     user = tmp_path / "mydata"
     shutil.copytree(DATA, user)
     out = tmp_path / "coh.nc"
-    rc = cli_terrestrial.main(["coherent", "-o", str(out), "--data-dir", str(user), "-q", "--task", "sin2w"])
+    rc = nuinfer_main(["coherent", "-o", str(out), "--data-dir", str(user), "-q", "--task", "sin2w"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert 0.1 < summary["variants"]["nominal"]["sin2w"]["best_fit"] < 0.4
@@ -102,7 +102,7 @@ def test_cli_coherent_end_to_end(tmp_path, capsys):
     tree.close()
     assert (tmp_path / "coh_sin2w.png").is_file()
     # a missing data file is bad input: exit code 2 with the key named
-    rc = cli_terrestrial.main(["coherent", "-o", str(tmp_path / "x.nc"), "--data-dir", str(tmp_path), "-q"])
+    rc = nuinfer_main(["coherent", "-o", str(tmp_path / "x.nc"), "--data-dir", str(tmp_path), "-q"])
     assert rc == 2
     assert "detector.efficiency" in capsys.readouterr().err
 

@@ -159,10 +159,8 @@ def test_bad_config_names_the_key(raw, key):
 
 
 def _parser():
-    from nuinfer.cli_floor import register
-    p = argparse.ArgumentParser(prog="nuinfer")
-    register(p.add_subparsers(dest="command", required=True))
-    return p
+    from nuinfer.cli import build_parser
+    return build_parser()
 
 
 def test_cli_subcommand_errors_are_config_errors(tmp_path):
@@ -179,20 +177,6 @@ def test_cli_subcommand_errors_are_config_errors(tmp_path):
         args.func(args)
 
 
-def _cli_has_floor() -> bool:
-    import contextlib
-    import io
-
-    from nuinfer.cli import build_parser
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            build_parser().parse_args(["floor", "x.toml"])
-    except SystemExit:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _cli_has_floor(), reason="nuinfer.cli does not register the floor subcommand yet")
 def test_nuinfer_main_exit_code_2_on_bad_floor_file(tmp_path, capsys):
     from nuinfer.cli import main
     bad = tmp_path / "bad.toml"

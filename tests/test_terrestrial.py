@@ -244,19 +244,25 @@ def test_ngi_posterior_path_evaluates():
     assert np.isfinite(lp).all() and lp[0] > lp[1]  # Asimov SM data disfavour a large scalar coupling
 
 
-def test_cli_register_adds_subcommands_to_the_main_parser():
+def test_one_cli_runs_terrestrial_analyses_and_refuses_other_tasks(capsys):
     import argparse
 
-    from nuinfer import cli, cli_terrestrial
+    from nuinfer import cli
+    from nuinfer.cli import commands
     p = cli.build_parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-    if "fit" not in sub.choices:  # the lead's cli.py may already call register
-        cli_terrestrial.register(sub)
-    assert {"fit", "fit-sample", "coherent", "dresden", "terrestrial-figures"} <= set(sub.choices)
+    assert {"fit", "profile", "contour", "sample", "coherent", "dresden", "terrestrial-figures", "floor"} <= set(sub.choices)
     args = p.parse_args(["fit", "a.toml", "-o", "x.nc", "--task", "sin2w", "--task", "V"])
-    assert args.func is cli_terrestrial.cmd_fit and args.task == ["sin2w", "V"]
-    assert cli_terrestrial.main(["fit", "does_not_exist.toml", "-q"]) == 2
-    assert cli_terrestrial.main(["fit", "a.toml", "-o", "x.txt"]) == 2
+    assert args.func is commands.cmd_fit and args.task == ["sin2w", "V"]
+    assert cli.main(["fit", "does_not_exist.toml", "-q"]) == 2
+    assert cli.main(["fit", "models/dresden2_asimov.toml", "-o", "x.txt"]) == 2
+    capsys.readouterr()
+    # a terrestrial file cannot run the floor; a xenon file has no 1-parameter profile
+    assert cli.main(["floor", "models/dresden2_asimov.toml", "-q"]) == 2
+    assert "supports inspect, spectrum, contour, profile, sample, fit" in capsys.readouterr().err
+    assert cli.main(["profile", "models/fig2_cevns.toml", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "xenon analysis" in err
 
 
 def test_ngi_simultaneous_point_profiles():

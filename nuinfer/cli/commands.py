@@ -1,11 +1,5 @@
-"""The ``nuinfer`` command.
-
-Subcommands: ``inspect``, ``spectrum``, ``contour``, ``sample``, ``plot``, ``compare``, ``reproduce``,
-``floor`` (neutrino floor, :mod:`nuinfer.cli_floor`); ``fit``, ``fit-sample``, ``coherent``,
-``dresden``, ``terrestrial-figures`` (reactor and pi-DAR analyses, :mod:`nuinfer.cli_terrestrial`).
-Bad input (configuration, arguments, user files) exits with status 2 and a one-line message naming
-the key and the fix; runtime failures exit with status 1.
-"""
+"""The commands of ``nuinfer``: one function per task, each accepting every analysis family for
+which the task makes sense (:mod:`nuinfer.spec`) and refusing the others with a one-line message."""
 
 from __future__ import annotations
 
@@ -15,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from .exceptions import ConfigError, NuinferError
+from .. import spec
+from ..exceptions import ConfigError
 
 
 def _out_path(args, default: str) -> Path:
@@ -30,13 +25,39 @@ def _log(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _print(res) -> int:
+    print(json.dumps(res, indent=2, sort_keys=True, default=str))
+    return 0
+
+
 def cmd_inspect(args) -> int:
-    from . import config
+    fam = spec.require(args.analysis, "inspect")
+    if fam == "terrestrial":
+        from .. import terrestrial_workflows as tw
+        ana = tw._analysis(args.analysis, None, args.data_dir)
+        models = tw.Models(ana)
+        sm = models.sm_signal()
+        return _print({"name": ana.name, "family": fam, "tasks": ana.tasks, "supports": list(spec.TASKS[fam]),
+                       "target": ana.cfg["detector"]["target"], "bins": int(sm.size),
+                       "binning_units": ana.cfg["binning"]["units"], "sm_total": float(sm.sum())})
+    if fam == "floor":
+        from .. import floor
+        cfg = floor.load_floor_config(args.analysis)
+        fm = floor.forward_model(cfg)
+        sm = fm.sm_spectrum()
+        return _print({"name": cfg["name"], "family": fam, "supports": list(spec.TASKS[fam]),
+                       "scenarios": list(cfg["scenarios"]),
+                       "sm_counts_per_tonne_year_per_source": {str(s): float(v) for s, v in
+                                                               sm["counts"].sum("bin").to_series().items()},
+                       "sm_total_per_tonne_year": float(sm["total"].sum())})
+    from .. import config
     ana = config.load(args.analysis)
     fm = ana.forward_model()
     sm = fm.sm_spectrum()
     summary = {
         "name": ana.name,
+        "family": fam,
+        "supports": list(spec.TASKS[fam]),
         "process": ana.process,
         "models": ana.models,
         "target": fm.target.name,
@@ -50,7 +71,11 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_spectrum(args) -> int:
-    from . import workflows
+    if spec.require(args.analysis, "spectrum") == "terrestrial":
+        from .. import terrestrial_workflows as tw
+        return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/spectrum.nc"), data_dir=args.data_dir,
+                                 tasks=[], plot=not args.no_plot, quiet=args.quiet))
+    from .. import workflows
     out = _out_path(args, "outputs/spectrum.nc")
     ds, png = workflows.run_spectrum(args.analysis, out, plot=not args.no_plot, quiet=args.quiet)
     totals = {m: float(ds["total_model"].sel(model=m).sum()) for m in ds["model"].values}
@@ -60,8 +85,20 @@ def cmd_spectrum(args) -> int:
 
 
 def cmd_contour(args) -> int:
-    from . import workflows
+    fam = spec.require(args.analysis, "contour")
     out = _out_path(args, "outputs/scan.nc")
+    if fam == "terrestrial":
+        from .. import terrestrial_workflows as tw
+        ana = tw._analysis(args.analysis, None, args.data_dir)
+        tasks = [t for t in ana.tasks if t != "sin2w"]
+        if args.model:
+            tasks = [args.model]
+        if not tasks:
+            raise ConfigError(f"{args.analysis} has no (m_X, g_X) task; its tasks are {ana.tasks} "
+                              "(use `nuinfer profile` for sin2w)", key="tasks")
+        return _print(tw.run_fit(args.analysis, out, data_dir=args.data_dir, tasks=tasks,
+                                 plot=not args.no_plot, quiet=args.quiet))
+    from .. import workflows
     overrides = {}
     if args.statistic:
         overrides["statistics.statistic"] = args.statistic
@@ -69,9 +106,11 @@ def cmd_contour(args) -> int:
         overrides["statistics.profiler"] = args.profiler
     if args.ndof:
         overrides["statistics.ndof"] = args.ndof
-    if args.grid:
+    if args.grid is not None:
         overrides["scan.m_X_MeV.n"] = args.grid
         overrides["scan.g_X.n"] = args.grid
+    if args.model:
+        overrides["models"] = [args.model]
     res = workflows.run_contour(args.analysis, out, overrides=overrides, plot=not args.no_plot,
                                 quiet=args.quiet)
     print(json.dumps(res, indent=2, sort_keys=True, default=str))
@@ -79,8 +118,12 @@ def cmd_contour(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from . import bayes
     out = _out_path(args, "outputs/posterior.nc")
+    if spec.require(args.analysis, "sample") == "terrestrial":
+        from .. import terrestrial_workflows as tw
+        return _print(tw.run_posterior(args.analysis, out, task=args.model, walkers=args.walkers, steps=args.steps,
+                                       seed=args.seed, data_dir=args.data_dir, quiet=args.quiet))
+    from .. import bayes
     res = bayes.run_sample(args.analysis, out, walkers=args.walkers, steps=args.steps, seed=args.seed,
                                resume=args.resume, progress=not args.quiet, model=args.model)
     print(json.dumps(res, indent=2, sort_keys=True, default=str))
@@ -88,14 +131,15 @@ def cmd_sample(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from . import bayes
+    from .. import bayes
     res = bayes.run_plot(args.posterior, outdir=args.outdir)
     print(json.dumps(res, indent=2, sort_keys=True, default=str))
     return 0
 
 
 def cmd_compare(args) -> int:
-    from . import workflows
+    spec.require(args.analysis, "compare")
+    from .. import workflows
     out = _out_path(args, "outputs/compare.nc")
     res = workflows.run_compare(args.analysis, args.vary, out, model=args.model, quiet=args.quiet,
                                 grid=args.grid)
@@ -104,7 +148,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from . import workflows
+    from .. import workflows
     t0 = time.perf_counter()
     res = workflows.reproduce(args.outdir, quick=args.quick, quiet=args.quiet, only=args.only)
     res["wall_time_s"] = round(time.perf_counter() - t0, 1)
@@ -112,90 +156,43 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    p = argparse.ArgumentParser(prog="nuinfer", description="CEvNS/EvES light-mediator inference at xenon detectors")
-    p.add_argument("--version", action="version", version=f"nuinfer {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def common(sp, with_output=True):
-        if with_output:
-            sp.add_argument("-o", "--output-file", help="NetCDF file to write")
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-
-    sp = sub.add_parser("inspect", help="validate an analysis file and print its SM event counts")
-    sp.add_argument("analysis")
-    sp.set_defaults(func=cmd_inspect)
-
-    sp = sub.add_parser("spectrum", help="SM and new-physics binned spectra (NetCDF + plot)")
-    sp.add_argument("analysis")
-    common(sp)
-    sp.add_argument("--no-plot", action="store_true")
-    sp.set_defaults(func=cmd_spectrum)
-
-    sp = sub.add_parser("contour", help="profile scan over (m_X, g_X) and 90%% CL contours")
-    sp.add_argument("analysis")
-    common(sp)
-    sp.add_argument("--statistic", choices=["eq26", "poisson"])
-    sp.add_argument("--profiler", choices=["analytic", "minuit"])
-    sp.add_argument("--ndof", type=int, choices=[1, 2])
-    sp.add_argument("--grid", type=int, help="points per axis (overrides the file)")
-    sp.add_argument("--no-plot", action="store_true")
-    sp.set_defaults(func=cmd_contour)
-
-    sp = sub.add_parser("sample", help="emcee posterior over (log10 m_X, log10 g_X, a)")
-    sp.add_argument("analysis")
-    common(sp)
-    sp.add_argument("--walkers", type=int)
-    sp.add_argument("--steps", type=int, help="total number of steps (with --resume: total after resuming)")
-    sp.add_argument("--seed", type=int)
-    sp.add_argument("--model", help="which model of the file (default: the first)")
-    sp.add_argument("--resume", action="store_true", help="continue an existing output file")
-    sp.set_defaults(func=cmd_sample)
-
-    sp = sub.add_parser("plot", help="corner plot and credible limits of a posterior file")
-    sp.add_argument("posterior")
-    sp.add_argument("--outdir", help="folder for the figures (default: next to the file)")
-    sp.set_defaults(func=cmd_plot)
-
-    sp = sub.add_parser("compare", help="limits under several systematic assumptions")
-    sp.add_argument("analysis")
-    common(sp)
-    sp.add_argument("--vary", action="append", required=True, metavar="KEY=V1,V2",
-                    help="dotted config key and values, e.g. statistics.sigma_sys=0,0.1,0.2")
-    sp.add_argument("--model", help="which model of the file (default: the first)")
-    sp.add_argument("--grid", type=int, help="points per axis (overrides the file)")
-    sp.set_defaults(func=cmd_compare)
-
-    sp = sub.add_parser("reproduce", help="the whole paper: Figs. 1-4, systematics, a posterior, report")
-    sp.add_argument("--outdir", default="outputs")
-    sp.add_argument("--quick", action="store_true", help="coarse grids (about a minute)")
-    sp.add_argument("--only", action="append", help="run only these steps (fig1 fig2 fig3 fig4 systematics bayes)")
-    sp.add_argument("-q", "--quiet", action="store_true")
-    sp.set_defaults(func=cmd_reproduce)
-
-    from .cli_floor import register as register_floor
-    from .cli_terrestrial import register as register_terrestrial
-    register_floor(sub)
-    register_terrestrial(sub)
-    return p
+def cmd_profile(args) -> int:
+    """One-parameter profile (sin^2 theta_W) of an analysis."""
+    spec.require(args.analysis, "profile")
+    from .. import terrestrial_workflows as tw
+    return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/profile.nc"), data_dir=args.data_dir,
+                             tasks=["sin2w"], plot=not args.no_plot, quiet=args.quiet))
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ConfigError as exc:
-        print(f"nuinfer: error: {exc}", file=sys.stderr)
-        return 2
-    except NuinferError as exc:
-        print(f"nuinfer: failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # pragma: no cover
-        print("nuinfer: interrupted", file=sys.stderr)
-        return 130
+def cmd_fit(args) -> int:
+    spec.require(args.analysis, "fit")
+    from .. import terrestrial_workflows as tw
+    return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/fit.nc"), data_dir=args.data_dir,
+                             tasks=args.task or None, plot=not args.no_plot, quiet=args.quiet))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def cmd_coherent(args) -> int:
+    from .. import terrestrial_workflows as tw
+    return _print(tw.run_coherent(_out_path(args, "outputs/coherent_csi2017.nc"), preset=args.preset,
+                                  data_dir=args.data_dir, tasks=args.task or None, plot=not args.no_plot,
+                                  quiet=args.quiet))
+
+
+def cmd_dresden(args) -> int:
+    from .. import terrestrial_workflows as tw
+    return _print(tw.run_dresden(_out_path(args, "outputs/dresden2.nc"), preset=args.preset, data_dir=args.data_dir,
+                                 tasks=args.task or None, quenching_table=args.quenching_table,
+                                 plot=not args.no_plot, quiet=args.quiet))
+
+
+def cmd_review_figures(args) -> int:
+    from .. import terrestrial_workflows as tw
+    return _print(tw.review_figures(args.outdir, coherent_data_dir=args.data_dir,
+                                    quenching_table=args.quenching_table, quick=args.quick, quiet=args.quiet))
+
+
+def cmd_floor(args) -> int:
+    spec.require(args.analysis, "floor")
+    from ..floor import run_floor
+    return _print(run_floor(args.analysis, _out_path(args, "outputs/floor.nc"), quick=args.quick,
+                            quiet=args.quiet, plot=not args.no_plot))

@@ -1,0 +1,167 @@
+"""The ``nuinfer`` command: one entry point, one error path.
+
+Every subcommand is a thin wrapper over a library task (:mod:`nuinfer.cli.commands`).  Exit status:
+0 on success; 2 for bad input (configuration, arguments, user files, output paths), with a single
+line on stderr naming the key or file and the fix; 1 for a runtime failure.  BLAS is pinned to one
+thread for the whole command (faster under load and the same bits whatever the machine's core
+count; see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from nuinfer.exceptions import ConfigError, NuinferError
+
+__all__ = ["build_parser", "main"]
+
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def _pin_blas():
+    """One BLAS thread: environment before numpy loads, threadpoolctl if it already has."""
+    for k in _BLAS_ENV:
+        os.environ.setdefault(k, "1")
+    if "numpy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=1, user_api="blas")
+    return None
+
+
+def _common(sp, *, output=True, data_dir=False, plot=False):
+    if output:
+        sp.add_argument("-o", "--output-file", metavar="FILE.nc", help="NetCDF file to write (figures go next to it)")
+    if data_dir:
+        sp.add_argument("--data-dir", metavar="DIR",
+                        help="folder of user data files for terrestrial analyses (overrides [data].dir)")
+    if plot:
+        sp.add_argument("--no-plot", action="store_true", help="write the NetCDF only, no figures")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nuinfer import __version__
+    from nuinfer.cli import commands as c
+
+    p = argparse.ArgumentParser(prog="nuinfer", description="CEvNS/EvES light-mediator inference: spectra, "
+                                "profile-likelihood limits, posteriors, neutrino floor and data fits")
+    p.add_argument("--version", action="version", version=f"nuinfer {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ana_help = "analysis file (TOML, see models/ and docs/analysis-files.md)"
+
+    sp = sub.add_parser("inspect", help="validate an analysis file; print its set-up, SM counts and supported tasks")
+    sp.add_argument("analysis", help=ana_help)
+    sp.add_argument("--data-dir", metavar="DIR", help="folder of user data files (terrestrial analyses)")
+    sp.set_defaults(func=c.cmd_inspect)
+
+    sp = sub.add_parser("spectrum", help="SM and new-physics binned spectra (NetCDF + plot)")
+    sp.add_argument("analysis", help=ana_help)
+    _common(sp, data_dir=True, plot=True)
+    sp.set_defaults(func=c.cmd_spectrum)
+
+    sp = sub.add_parser("contour", help="profile scan over (m_X, g_X): 90%% CL regions and g90 per mass")
+    sp.add_argument("analysis", help=ana_help)
+    _common(sp, data_dir=True, plot=True)
+    sp.add_argument("--model", help="only this interaction model of the file (S, P, V, A, T, B-L, Lmu-Ltau)")
+    sp.add_argument("--statistic", choices=["eq26", "poisson"], help="override [statistics].statistic")
+    sp.add_argument("--profiler", choices=["analytic", "minuit"], help="closed form/Newton or one MIGRAD per point")
+    sp.add_argument("--ndof", type=int, choices=[1, 2], help="2: joint (m, g) region; 1: raster per mass")
+    sp.add_argument("--grid", type=int, metavar="N", help="points per axis of the (m_X, g_X) grid (overrides the file)")
+    sp.set_defaults(func=c.cmd_contour)
+
+    sp = sub.add_parser("profile", help="one-parameter profile likelihood (e.g. sin^2 theta_W): best fit and intervals")
+    sp.add_argument("analysis", help=ana_help)
+    _common(sp, data_dir=True, plot=True)
+    sp.set_defaults(func=c.cmd_profile)
+
+    sp = sub.add_parser("sample", help="emcee posterior (ArviZ-layout NetCDF)")
+    sp.add_argument("analysis", help=ana_help)
+    _common(sp, data_dir=True)
+    sp.add_argument("--walkers", type=int, help="number of walkers (overrides [posterior].walkers)")
+    sp.add_argument("--steps", type=int, help="total number of steps (with --resume: total after resuming)")
+    sp.add_argument("--seed", type=int, help="random seed (overrides [posterior].seed)")
+    sp.add_argument("--model", help="which model (xenon) or task (terrestrial) of the file; default: the first")
+    sp.add_argument("--resume", action="store_true", help="continue an existing output file")
+    sp.set_defaults(func=c.cmd_sample)
+
+    sp = sub.add_parser("plot", help="corner plot and credible limits of a posterior file")
+    sp.add_argument("posterior", help="posterior NetCDF written by `nuinfer sample`")
+    sp.add_argument("--outdir", help="folder for the figures (default: next to the file)")
+    sp.set_defaults(func=c.cmd_plot)
+
+    sp = sub.add_parser("compare", help="limits under several systematic assumptions, stacked along `scenario`")
+    sp.add_argument("analysis", help=ana_help)
+    _common(sp)
+    sp.add_argument("--vary", action="append", required=True, metavar="KEY=V1,V2",
+                    help="dotted config key and values, e.g. statistics.sigma_sys=0,0.1,0.2 (repeatable)")
+    sp.add_argument("--model", help="which model of the file (default: the first)")
+    sp.add_argument("--grid", type=int, metavar="N", help="points per axis (overrides the file)")
+    sp.set_defaults(func=c.cmd_compare)
+
+    sp = sub.add_parser("floor", help="WIMP discovery limits, neutrino floor and fog (NetCDF + plots)")
+    sp.add_argument("analysis", help="floor analysis file (e.g. models/floor_xenon.toml)")
+    _common(sp, plot=True)
+    sp.add_argument("--quick", action="store_true", help="coarse grids from the file's [quick] table")
+    sp.set_defaults(func=c.cmd_floor)
+
+    sp = sub.add_parser("fit", help="every task of a terrestrial data fit (reactor / pi-DAR), all variants")
+    sp.add_argument("analysis", help=ana_help)
+    _common(sp, data_dir=True, plot=True)
+    sp.add_argument("--task", action="append", help="run only this task (sin2w, V, S, ..., dipole); repeatable")
+    sp.set_defaults(func=c.cmd_fit)
+
+    sp = sub.add_parser("coherent", help="COHERENT CsI 2017 worked analysis (preset coherent_csi2017)")
+    _common(sp, data_dir=True, plot=True)
+    sp.add_argument("--preset", default="coherent_csi2017", help="preset name in models/")
+    sp.add_argument("--task", action="append", help="run only this task; repeatable")
+    sp.set_defaults(func=c.cmd_coherent)
+
+    sp = sub.add_parser("dresden", help="Dresden-II-like reactor sensitivity per quenching choice")
+    _common(sp, data_dir=True, plot=True)
+    sp.add_argument("--preset", default="dresden2_asimov", help="preset name in models/")
+    sp.add_argument("--task", action="append", help="run only this task; repeatable")
+    sp.add_argument("--quenching-table", metavar="FILE", help="user quenching curve (E_nr keV, Q_f)")
+    sp.set_defaults(func=c.cmd_dresden)
+
+    sp = sub.add_parser("terrestrial-figures", help="COHERENT + Dresden-II-like analyses and the review's Figs. 1-3")
+    sp.add_argument("--outdir", default="outputs", help="output folder")
+    sp.add_argument("--data-dir", metavar="DIR", help="folder of the COHERENT user data files")
+    sp.add_argument("--quenching-table", metavar="FILE", help="user germanium quenching curve")
+    sp.add_argument("--quick", action="store_true", help="coarse grids")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
+    sp.set_defaults(func=c.cmd_review_figures)
+
+    sp = sub.add_parser("reproduce", help="the whole paper: Figs. 1-4, systematics, a posterior, report")
+    sp.add_argument("--outdir", default="outputs", help="output folder (default outputs/)")
+    sp.add_argument("--quick", action="store_true", help="coarse grids and a short chain")
+    sp.add_argument("--only", action="append", help="run only these steps (fig1 fig2 fig3 fig4 systematics bayes)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
+    sp.set_defaults(func=c.cmd_reproduce)
+    return p
+
+
+def main(argv=None) -> int:
+    """Run one ``nuinfer`` command; returns the exit status."""
+    limiter = _pin_blas()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        for k in ("grid", "steps", "walkers"):
+            v = getattr(args, k, None)
+            if v is not None and v < 1:
+                raise ConfigError(f"must be >= 1, got {v}", key=f"--{k}")
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"nuinfer: error: {exc}", file=sys.stderr)
+        return 2
+    except NuinferError as exc:
+        print(f"nuinfer: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover
+        print("nuinfer: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()

@@ -1,0 +1,5 @@
+import sys
+
+from nuinfer.cli import main
+
+sys.exit(main())
