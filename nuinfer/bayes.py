@@ -4,7 +4,10 @@
   analysis, sampled with emcee and written atomically as ArviZ-layout NetCDF (see
   :mod:`nuinfer.infer.posterior`); ``resume=True`` continues a file to a *total* number of steps.
 * :func:`run_plot` -- corner plot, the (m_X, g_X) marginal with the frequentist 90% CL contour
-  of the same analysis, and the 90% credible upper limit on g_X in mass slices (CSV + Markdown).
+  of the same analysis, and the 90% credible upper limit on g_X in mass slices (CSV + Markdown),
+  every limit with its Monte Carlo standard error and a prior-dominance flag.
+* :func:`prior_check` -- prior sensitivity: each prior bound moved by a stated number of decades
+  and the shift of every credible limit, with its MCSE.
 
 The frequentist contour is computed at sample time (profile scan of the same analysis, same data
 and statistic, on the template mass grid and 201 log-spaced couplings spanning the prior box, with
@@ -25,11 +28,11 @@ import numpy as np
 import xarray as xr
 
 from . import config as _config
-from .exceptions import DataFileError, InvalidConfig
+from .exceptions import DataFileError, InvalidConfig, NuinferError, UnphysicalInput
 from .infer import posterior as _post
 from .io import provenance_attrs, read_datatree, write_netcdf
 
-__all__ = ["credible_upper_limits", "run_plot", "run_sample"]
+__all__ = ["credible_upper_limits", "posterior_report", "prior_check", "run_plot", "run_sample"]
 
 #: Couplings of the frequentist scan stored with every posterior (log-spaced over the prior box).
 FREQ_G_POINTS = 201
@@ -156,7 +159,8 @@ def _frequentist(ana: _config.Analysis, model: str, fm, templates: xr.Dataset, p
 
 def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None = None,
                seed: int | None = None, resume: bool = False, progress: bool = True,
-               model: str | None = None, log_likelihood: bool | None = None) -> dict:
+               model: str | None = None, log_likelihood: bool | None = None,
+               data=None) -> dict:
     """Sample the posterior of one model of an analysis and write it as NetCDF.
 
     Parameters
@@ -180,12 +184,17 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
     log_likelihood : bool, optional
         Write the per-bin ``log_likelihood`` group.  Default ``None``: only when it has at most
         :data:`POINTWISE_MAX_VALUES` values (walkers x steps x bins).
+    data : str or os.PathLike, optional
+        Override ``[statistics].data``: a counts file (observed events per bin, background
+        included, as for ``nuinfer contour``) or ``"asimov"``.
 
     Returns
     -------
     dict
-        JSON-able summary: output path, model, walkers, steps, seed, diagnostics (tau,
-        acceptance, burn-in), interpolation error, posterior quantiles and timings.
+        JSON-able summary: output path, model, walkers, steps, seed, diagnostics (tau, ESS,
+        acceptance, burn-in), interpolation error, posterior summaries (quantiles, mean) each
+        with its Monte Carlo standard error, the prior-dominated parameters and the 90% credible
+        limit on g_X per mass slice with its MCSE, the warnings, and timings.
 
     Raises
     ------
@@ -216,6 +225,8 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
         model = stored_model if model is None else model
     overrides = {f"posterior.{k}": v for k, v in
                  (("walkers", walkers), ("steps", steps), ("seed", seed)) if v is not None}
+    if data is not None:
+        overrides["statistics.data"] = str(data)
     if overrides:
         ana = _replace(ana, **overrides)
     model = _pick_model(ana, model)
@@ -254,9 +265,9 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
         T = templates["T"].values
         r_sm = templates["R_SM"].values
         from .workflows import observed_signal
-        data = observed_signal(ana, r_sm)
+        obs = observed_signal(ana, r_sm)
         st = ana.cfg["statistics"]
-        like = _post.TemplateLikelihood(x, T[1], T[2], r_sm, data=data, statistic=st["statistic"],
+        like = _post.TemplateLikelihood(x, T[1], T[2], r_sm, data=obs, statistic=st["statistic"],
                                         sigma_bg=st["sigma_bg"], min_expected=st["min_expected"])
         # interpolation error at the grid midpoints, where it is largest
         xm = 0.5 * (x[1:] + x[:-1])
@@ -279,8 +290,9 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
         observed = xr.Dataset(
             {"counts": ("bin", counts, {
                 "units": "events",
-                "long_name": "observed counts" + (" (Asimov: SM expectation)"
-                                                  if data is None else "")})},
+                "long_name": ("observed counts (Asimov: SM expectation)" if obs is None else
+                              "observed counts minus the known background, D = n - R_bg "
+                              "(may be negative)")})},
             coords=_bin_coords(templates))
         constant = like.constant_data().assign_coords(_bin_coords(templates))
         sig_a = pars[2].sigma if len(pars) > 2 else 0.0
@@ -301,6 +313,12 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
     for line in diag.messages:
         _say(line, quiet)
 
+    kept = {n: run.chain[:, diag.burn::diag.thin, j] for j, n in enumerate(run.names)}
+    report = posterior_report(kept, pars)
+    for line in report["messages"]:
+        _say(line, quiet)
+    lim = report["credible_limits"]
+
     n_values = run.nwalkers * run.nsteps * like.r_sm.size
     pointwise = (n_values <= POINTWISE_MAX_VALUES) if log_likelihood is None else bool(log_likelihood)
     attrs = provenance_attrs(config=json.loads(ana.to_json()), seed=int(post_cfg["seed"]))
@@ -316,6 +334,13 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
                     if like.statistic == "eq26" else
                     "log L = -twice_nll_data/2 (Poisson, saturated, without constraint)"),
         priors=json.dumps({p.name: p.describe() for p in pars}),
+        posterior_summary=json.dumps(_jsonable(report["summary"])),
+        prior_dominated=json.dumps(report["prior_dominated"]),
+        prior_dominance=json.dumps(_jsonable(report["prior_dominance"])),
+        prior_dominance_rule=PRIOR_DOMINANCE_RULE,
+        g90_prior_dominated_slices_MeV=json.dumps(
+            [_num(m, 4) for m in lim["m_center"][lim["prior_dominated"]]]),
+        warnings=json.dumps(report["messages"]),
     )
     extra = {"frequentist": freq} if freq is not None else {}
     tree_out = _post.to_datatree(run, posterior, diag, observed=observed, constant=constant,
@@ -324,9 +349,10 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
     write_netcdf(tree_out, out)
     _say(f"wrote {out}", quiet)
 
-    samples, names = _post.stacked_samples(tree_out)
-    q = {n: [round(float(v), 4) for v in np.quantile(samples[:, i], (0.05, 0.5, 0.95))]
-         for i, n in enumerate(names)}
+    summ = report["summary"]
+    q = {n: [round(r[k], 4) for k in ("q5", "q50", "q95")] for n, r in summ.items()}
+    q_err = {n: [_num(r[k], 2) for k in ("q5_mcse", "q50_mcse", "q95_mcse")]
+             for n, r in summ.items()}
     return {
         "output": str(out),
         "model": model,
@@ -338,6 +364,12 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
         "resumed": bool(resume),
         "diagnostics": diag.to_dict(),
         "quantiles_5_50_95": q,
+        "quantiles_mcse_5_50_95": q_err,
+        "summary": _jsonable(summ),
+        "prior_dominated": report["prior_dominated"],
+        "prior_dominance": _jsonable(report["prior_dominance"]),
+        "g90_by_mass": _limit_rows(lim),
+        "warnings": report["messages"],
         "interpolation_max_rel_error": float(interp_attrs.get("interpolation_max_rel_error", math.nan)),
         "log_prob_evaluations": int(posterior.n_evaluations),
         "timings_s": {"physics": round(t_phys, 2), "sampling": round(run.wall_time_s, 2),
@@ -348,40 +380,193 @@ def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None =
 # --------------------------------------------------------------------------------------------
 # plots and credible limits
 # --------------------------------------------------------------------------------------------
-def credible_upper_limits(log10_m, log10_g, *, box, n_slices: int = 20, cred: float = 0.9,
-                          min_samples: int = 50) -> dict:
-    """``cred`` credible upper limit on g_X in slices of log10 m_X (conditional on the slice).
+def credible_upper_limits(log10_m, log10_g, *, box=None, n_slices: int = 20, cred: float = 0.9,
+                          min_samples: int = 50, edges=None, g_prior=None,
+                          ks_threshold: float = _post.PRIOR_KS_THRESHOLD) -> dict:
+    """``cred`` credible upper limit on g_X in slices of log10 m_X, with its MCSE.
 
     Parameters
     ----------
-    log10_m, log10_g : array_like
-        Posterior samples (burn-in removed).
+    log10_m, log10_g : array_like, shape (walker, step) or (n,)
+        Posterior draws after burn-in, in chain order (:func:`nuinfer.infer.posterior.
+        chains_from_tree`).  A 1-D array is read as one chain; stacked walkers lose the
+        autocorrelation structure and give too small an MCSE.
     box : (float, float)
-        Prior range of log10 m_X, cut into ``n_slices`` equal slices.
+        Prior range of log10 m_X, cut into ``n_slices`` equal slices (unless ``edges``).
     n_slices : int
         Number of mass slices.
     cred : float
         Credibility (0.9 for 90%).
     min_samples : int
-        Slices with fewer samples get NaN.
+        Slices with fewer draws get NaN.
+    edges : array_like, optional
+        Slice edges in log10 m_X (overrides ``box``/``n_slices``); draws outside are ignored.
+    g_prior : nuinfer.infer.posterior.Parameter, optional
+        The prior of ``log10_g_X``: enables the prior-dominance flags.
+    ks_threshold : float
+        Kolmogorov-Smirnov distance below which a slice's g_X posterior counts as its prior.
 
     Returns
     -------
     dict of numpy.ndarray
-        ``m_lo``, ``m_hi``, ``m_center`` (geometric) [MeV], ``n_samples`` and ``g_upper``
-        (the ``cred`` quantile of g_X among the samples in the slice).
+        ``m_lo``, ``m_hi``, ``m_center`` (geometric) [MeV], ``n_samples``; ``g_upper`` (the
+        ``cred`` quantile of g_X among the draws in the slice: the credible limit conditional
+        on the slice) and its Monte Carlo standard error ``g_upper_mcse`` (``g ln10`` times
+        ``log10_g_upper_mcse``, the MCSE of the quantile of log10 g_X from
+        :func:`~nuinfer.infer.posterior.quantile_mcse`); ``ess`` (effective draws behind the
+        limit); ``ks_to_prior`` and ``prior_dominated`` (KS distance of the slice's g_X
+        posterior to the prior below ``max(ks_threshold, 2 x 0.87 / sqrt(ess))``, or the limit
+        within ``PRIOR_BOUND_MCSE`` MCSE of a prior bound; False without ``g_prior``).
     """
     lm = np.asarray(log10_m, dtype=float)
     lg = np.asarray(log10_g, dtype=float)
-    edges = np.linspace(box[0], box[1], n_slices + 1)
-    idx = np.clip(np.searchsorted(edges, lm, side="right") - 1, 0, n_slices - 1)
-    n = np.bincount(idx, minlength=n_slices)
-    up = np.full(n_slices, np.nan)
-    for k in range(n_slices):
-        if n[k] >= min_samples:
-            up[k] = 10.0 ** np.quantile(lg[idx == k], cred)
+    if lm.ndim == 1:
+        lm, lg = lm[None, :], lg[None, :]
+    if lm.shape != lg.shape:
+        raise InvalidConfig(f"log10_m and log10_g must have the same shape; got {lm.shape} and "
+                            f"{lg.shape}", key="samples")
+    edges = (np.linspace(box[0], box[1], n_slices + 1) if edges is None
+             else np.asarray(edges, dtype=float))
+    ns = edges.size - 1
+    idx = np.searchsorted(edges, lm, side="right") - 1
+    idx[lm == edges[-1]] = ns - 1
+    n = np.bincount(idx[(idx >= 0) & (idx < ns)], minlength=ns)
+    q = np.full(ns, np.nan)
+    err = np.full(ns, np.nan)
+    ess = np.full(ns, np.nan)
+    ks = np.full(ns, np.nan)
+    dom = np.zeros(ns, dtype=bool)
+    k_bound = _post.PRIOR_BOUND_MCSE
+    for k in range(ns):
+        if n[k] < min_samples:
+            continue
+        w = idx == k
+        q[k], err[k], ess[k] = _post.quantile_mcse(lg, cred, where=w)
+        if g_prior is not None:
+            ks[k] = _post.ks_distance_to_prior(lg[w], g_prior)
+            noise = _post._KS_NULL_MEAN / math.sqrt(ess[k]) if ess[k] > 0 else math.nan
+            near = min(g_prior.hi - q[k], q[k] - g_prior.lo) <= k_bound * err[k]
+            dom[k] = bool(ks[k] < _post._ks_cut(ks_threshold, noise) or near)
+    g = 10.0 ** q
     return {"m_lo": 10.0 ** edges[:-1], "m_hi": 10.0 ** edges[1:],
-            "m_center": 10.0 ** (0.5 * (edges[:-1] + edges[1:])), "n_samples": n, "g_upper": up}
+            "m_center": 10.0 ** (0.5 * (edges[:-1] + edges[1:])), "n_samples": n,
+            "g_upper": g, "g_upper_mcse": g * math.log(10.0) * err, "log10_g_upper": q,
+            "log10_g_upper_mcse": err, "ess": ess, "ks_to_prior": ks, "prior_dominated": dom}
+
+
+MCSE_RULE = (
+    "quantile MCSE = half the width of the empirical-quantile image of p -+ se_F, "
+    "se_F = binomial standard error of the indicator I(x <= q) with the effective sample size "
+    "of that indicator (integrated autocorrelation time over the walker ensemble); "
+    "MCSE of g90 = g90 ln10 x MCSE of the log10 g_X quantile")
+
+
+def _stored_parameters(tree, names) -> tuple:
+    """The sampled parameters of a posterior file: from its analysis when stored, else uniform
+    priors on the stored ``prior_lo``/``prior_hi`` of each variable."""
+    try:
+        pars = parameters_from_config(_config.load(json.loads(tree.attrs["config_json"])))
+        if [p.name for p in pars] == list(names):
+            return pars
+    except (KeyError, ValueError, TypeError, NuinferError):  # foreign config: use the attrs
+        pass
+    post = tree["posterior"]
+    out = []
+    for n in names:
+        a = post[n].attrs
+        lo, hi = float(a.get("prior_lo", -np.inf)), float(a.get("prior_hi", np.inf))
+        if np.isfinite(lo) and np.isfinite(hi):
+            out.append(_post.Parameter(n, str(a.get("latex_label", n)), "1", lo, hi))
+    return tuple(out)
+
+
+PRIOR_DOMINANCE_RULE = (
+    f"a parameter is prior-dominated when the Kolmogorov-Smirnov distance between its marginal "
+    f"posterior and its prior is below max({_post.PRIOR_KS_THRESHOLD:g}, 2 x 0.87/sqrt(ESS)) "
+    f"(0.87/sqrt(ESS): the typical distance of ESS independent prior draws); a credible limit "
+    f"on g_X in a mass slice is prior-dominated when the slice's g_X posterior is that close to "
+    f"the prior or the limit lies within {_post.PRIOR_BOUND_MCSE:g} MCSE of a prior bound of "
+    f"log10_g_X")
+
+
+def _num(x, digits: int = 6):
+    """A float for JSON: rounded to ``digits`` significant digits, ``None`` if not finite."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    x = float(x)
+    return float(f"{x:.{digits}g}") if math.isfinite(x) else None
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating, bool, np.bool_)):
+        return _num(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _limit_rows(tab: dict, freq_g90=None) -> list:
+    rows = []
+    for k in range(len(tab["m_center"])):
+        row = {"m_X_MeV": _num(tab["m_center"][k], 4),
+               "n_samples": int(tab["n_samples"][k]),
+               "g90_credible": _num(tab["g_upper"][k], 4),
+               "g90_credible_mcse": _num(tab["g_upper_mcse"][k], 2),
+               "ess": _num(tab["ess"][k], 3),
+               "prior_dominated": bool(tab["prior_dominated"][k])}
+        if freq_g90 is not None:
+            row["g90_frequentist"] = _num(freq_g90[k], 4)
+        rows.append(row)
+    return rows
+
+
+def posterior_report(chains: dict, parameters, *, n_slices: int = 20, cred: float = 0.9) -> dict:
+    """Summaries with MCSE, prior dominance and the credible limits per mass slice of a run.
+
+    Parameters
+    ----------
+    chains : dict of name -> array (walker, step)
+        Post-burn-in draws (:func:`nuinfer.infer.posterior.chains_from_tree`).
+    parameters : sequence of Parameter
+        The sampled parameters (priors).
+
+    Returns
+    -------
+    dict
+        ``summary`` (:func:`nuinfer.infer.posterior.summarize`), ``prior_dominance``
+        (:func:`nuinfer.infer.posterior.prior_dominance`), ``prior_dominated`` (names),
+        ``credible_limits`` (the :func:`credible_upper_limits` table, when both log10_m_X and
+        log10_g_X are sampled) and ``messages`` (warnings as text; never Python warnings).
+    """
+    pars = {p.name: p for p in parameters}
+    summ = _post.summarize(chains)
+    dom = _post.prior_dominance(chains, parameters)
+    dominated = [n for n, d in dom.items() if d["prior_dominated"]]
+    msgs = [f"WARNING: the posterior of {n} is prior-dominated (KS distance to its prior "
+            f"{dom[n]['ks_distance']:.3f}, Monte Carlo noise {dom[n]['ks_noise']:.3f}); it "
+            "reflects the prior, not the data: quote no median or interval for it"
+            for n in dominated]
+    for n, d in dom.items():
+        if d["ks_noise"] > 0.5 * _post.PRIOR_KS_THRESHOLD:
+            msgs.append(f"WARNING: too few effective draws of {n} to tell whether it is "
+                        f"prior-dominated (KS noise {d['ks_noise']:.3f}); run longer")
+    lim = None
+    if "log10_m_X" in chains and "log10_g_X" in chains:
+        pm = pars["log10_m_X"]
+        lim = credible_upper_limits(chains["log10_m_X"], chains["log10_g_X"], box=(pm.lo, pm.hi),
+                                    n_slices=n_slices, cred=cred, g_prior=pars["log10_g_X"])
+        bad = lim["prior_dominated"]
+        if bad.any():
+            ms = ", ".join(f"{m:.3g}" for m in lim["m_center"][bad])
+            msgs.append(f"WARNING: the {100 * cred:g}% credible limit on g_X is prior-dominated "
+                        f"in {int(bad.sum())} of {n_slices} mass slices (m_X = {ms} MeV): "
+                        "there it is set by the prior box; see bayes.prior_check")
+    return {"summary": summ, "prior_dominance": dom, "prior_dominated": dominated,
+            "credible_limits": lim, "messages": msgs}
 
 
 def _freq_g90_at(freq: xr.Dataset | None, m) -> np.ndarray:
@@ -405,18 +590,28 @@ def _fmt(x) -> str:
     return "" if not np.isfinite(x) else f"{x:.4g}"
 
 
+def _fmt_err(x) -> str:
+    return "" if not np.isfinite(x) else f"{x:.2g}"
+
+
 def _write_tables(stem: Path, tab: dict, freq_g90, meta: dict) -> tuple[Path, Path]:
     cols = ["m_lo_MeV", "m_hi_MeV", "m_center_MeV", "n_samples", "g90_credible",
-            "g90_frequentist", "ratio_credible_to_frequentist"]
-    ratio = tab["g_upper"] / freq_g90
+            "g90_frequentist", "ratio_credible_to_frequentist", "g90_credible_mcse",
+            "ess", "prior_dominated"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = tab["g_upper"] / freq_g90
     rows = [[_fmt(tab["m_lo"][k]), _fmt(tab["m_hi"][k]), _fmt(tab["m_center"][k]),
              str(int(tab["n_samples"][k])), _fmt(tab["g_upper"][k]), _fmt(freq_g90[k]),
-             _fmt(ratio[k])] for k in range(len(tab["m_lo"]))]
+             _fmt(ratio[k]), _fmt_err(tab["g_upper_mcse"][k]),
+             "" if not np.isfinite(tab["ess"][k]) else f"{tab['ess'][k]:.0f}",
+             "yes" if tab["prior_dominated"][k] else "no"] for k in range(len(tab["m_lo"]))]
     head = [f"# {k}: {v}" for k, v in meta.items()]
     csv = "\n".join(head + [",".join(cols)] + [",".join(r) for r in rows]) + "\n"
     md = [f"90% credible upper limit on g_X per mass slice ({meta['model']}, "
           f"{meta['statistic']}); frequentist: {meta['frequentist']}.", "",
           f"Samples: {meta['samples']}.", "",
+          f"Monte Carlo error: {meta['mcse']}", "",
+          f"Prior dominance: {meta['prior_dominance']}", "",
           "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(r or "-" for r in row) + " |" for row in rows]
     p_csv = _atomic_text(stem.with_name(stem.name + "_g90.csv"), csv)
@@ -467,8 +662,10 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
     outdir.mkdir(parents=True, exist_ok=True)
     stem = outdir / path.stem
     samples, names = _post.stacked_samples(tree)
+    chains = _post.chains_from_tree(tree, names)
     post = tree["posterior"].to_dataset()
     ss = tree["sample_stats"].to_dataset()
+    pars = _stored_parameters(tree, names)
     freq = tree["frequentist"].to_dataset() if "frequentist" in tree.children else None
     labels = [post[n].attrs.get("latex_label", n) for n in names]
     boxes = []
@@ -485,16 +682,31 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
                   f"{(int(tree.attrs['nsteps']) - burn + thin - 1) // thin} steps after burn-in "
                   f"{burn} ({ss.attrs.get('burn_rule', '')}), thin {thin}")
 
-    # corner plot
+    report = posterior_report(chains, pars, n_slices=n_slices)
+    summ, dom = report["summary"], report["prior_dominance"]
+
+    # corner plot: titles quote median and 5-95% only where the data, not the prior, speak
     fig = corner.corner(samples, bins=30, range=boxes, labels=labels, levels=(0.68, 0.9),
-                        quantiles=(0.05, 0.5, 0.95), show_titles=True, title_fmt=".2g",
+                        quantiles=(0.05, 0.5, 0.95), show_titles=False,
                         plot_datapoints=False, fill_contours=True, smooth=0.8)
-    fig.suptitle(f"{model}: posterior (levels 68%, 90%)", y=1.02)
+    nd = len(names)
+    titles = {}
+    for i, n in enumerate(names):
+        ax = fig.axes[i * (nd + 1)]
+        d = dom.get(n)
+        if d is not None and d["prior_dominated"]:
+            titles[n] = f"{labels[i]}: prior-dominated (KS to prior {d['ks_distance']:.2f})"
+        else:
+            r = summ[n]
+            titles[n] = (f"{labels[i]} = ${r['q50']:.2g}^{{+{r['q95'] - r['q50']:.2g}}}"
+                         f"_{{-{r['q50'] - r['q5']:.2g}}}$ (MCSE {r['q50_mcse']:.1g})")
+        ax.set_title(titles[n], fontsize=9)
+    fig.suptitle(f"{model}: posterior (levels 68%, 90%; titles: median and 5-95%)", y=1.02)
     p_corner = save(fig, stem.with_name(stem.name + "_corner.png"))
 
     # credible upper limits per mass slice
     im, ig = names.index("log10_m_X"), names.index("log10_g_X")
-    tab = credible_upper_limits(samples[:, im], samples[:, ig], box=boxes[im], n_slices=n_slices)
+    tab = report["credible_limits"]
     fg = _freq_g90_at(freq, tab["m_center"])
     if freq is not None:
         cl, ndof, thr = float(freq.attrs["cl"]), int(freq.attrs["ndof"]), float(freq.attrs["threshold"])
@@ -504,7 +716,8 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
     else:
         freq_txt = "not stored"
     meta = {"model": model, "statistic": str(tree.attrs.get("statistic", "")),
-            "frequentist": freq_txt, "samples": sample_txt, "file": str(path)}
+            "frequentist": freq_txt, "samples": sample_txt, "file": str(path),
+            "mcse": MCSE_RULE, "prior_dominance": PRIOR_DOMINANCE_RULE}
     p_csv, p_md = _write_tables(stem, tab, fg, meta)
 
     # (m_X, g_X) marginal
@@ -544,11 +757,159 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
         "burn": burn,
         "thin": thin,
         "frequentist": freq_txt,
-        "g90_by_mass": [
-            {"m_X_MeV": float(f"{m:.4g}"),
-             "g90_credible": None if not np.isfinite(g) else float(f"{g:.4g}"),
-             "g90_frequentist": None if not np.isfinite(f) else float(f"{f:.4g}")}
-            for m, g, f in zip(tab["m_center"], tab["g_upper"], fg)],
+        "g90_by_mass": _limit_rows(tab, fg),
+        "posterior_summary": _jsonable(summ),
+        "prior_dominated": report["prior_dominated"],
+        "prior_dominance": _jsonable(dom),
+        "corner_titles": titles,
+        "warnings": report["messages"],
     }
     return {"corner": str(p_corner), "mass_coupling": str(p_mg), "table_csv": str(p_csv),
             "table_md": str(p_md), "summary": summary}
+
+
+# --------------------------------------------------------------------------------------------
+# prior sensitivity
+# --------------------------------------------------------------------------------------------
+#: The prior bounds ``prior_check`` moves by default.
+PRIOR_BOUNDS = ("log10_g_X.lo", "log10_g_X.hi", "log10_m_X.lo", "log10_m_X.hi")
+#: A credible limit "moves" when its shift exceeds this many combined MCSE.
+PRIOR_SHIFT_SIGNIFICANCE = 3.0
+
+
+def prior_check(analysis, shift_dex: float = 0.5, *, bounds=PRIOR_BOUNDS, directions=(-1, 1),
+                model: str | None = None, walkers: int | None = None, steps: int | None = None,
+                seed: int | None = None, n_slices: int = 20, cred: float = 0.9,
+                outdir=None, progress: bool = False) -> dict:
+    """Prior-sensitivity run: move each prior bound and report how the credible limits move.
+
+    The baseline posterior and one posterior per (bound, direction) are sampled with
+    :func:`run_sample` (same analysis, model, walkers, steps and seed: common random numbers).
+    In every variant the 90% credible upper limit on g_X is computed in the *baseline* mass
+    slices (slices not wholly inside a variant's mass box are left out) and compared with the
+    baseline: ``rel_shift = g90_variant / g90_baseline - 1`` with its MCSE from the two limits'
+    MCSEs, ``ln10 (1 + rel_shift) sqrt(mcse_v^2 + mcse_b^2)`` (in dex).
+
+    Parameters
+    ----------
+    analysis : str, os.PathLike, dict or nuinfer.config.Analysis
+    shift_dex : float
+        How far each bound moves, in decades (default 0.5).
+    bounds : sequence of str
+        Which bounds to move, among ``log10_g_X.lo``, ``log10_g_X.hi``, ``log10_m_X.lo`` and
+        ``log10_m_X.hi`` (``[posterior]`` keys).
+    directions : sequence of {-1, +1}
+        Move each bound down (-1) and/or up (+1).  A move that empties the box is skipped.
+    model, walkers, steps, seed : optional
+        As for :func:`run_sample`.
+    n_slices, cred : int, float
+        Mass slices and credibility of the limits.
+    outdir : str or os.PathLike, optional
+        Keep the posterior files there (``prior_check_base.nc``, ``prior_check_<bound>
+        <+-shift>.nc``); default: a temporary folder, removed afterwards.
+    progress : bool
+        Pass progress output of the runs through to stderr.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``shift_dex``, ``cred``, ``rule``, ``m_center_MeV`` (slices),
+        ``baseline`` (``box``, ``g90``, ``g90_mcse``, ``prior_dominated``) and ``variants``: one
+        entry per moved bound with ``name``, ``bound``, ``shift_dex``, ``box``, ``g90``,
+        ``g90_mcse``, ``rel_shift``, ``rel_shift_mcse``, ``moved`` (|shift| >
+        :data:`PRIOR_SHIFT_SIGNIFICANCE` combined MCSE), ``max_abs_rel_shift`` and
+        ``n_slices_moved``; ``skipped`` lists moves that were not run.
+
+    Examples
+    --------
+    ``prior_check("models/bayes_eves_vector.toml", 0.5)`` samples 9 posteriors (baseline and
+    4 bounds x 2 directions).
+    """
+    import tempfile
+
+    shift = float(shift_dex)
+    if not (math.isfinite(shift) and shift > 0):
+        raise UnphysicalInput(f"must be a finite number of decades > 0; got {shift_dex!r}",
+                              key="--prior-check")
+    for b in bounds:
+        if b not in PRIOR_BOUNDS:
+            raise InvalidConfig(f"unknown prior bound {b!r}; choose among "
+                                f"{', '.join(PRIOR_BOUNDS)}", key="prior_check.bounds")
+    dirs = []
+    for d in directions:
+        if d not in (-1, 1):
+            raise InvalidConfig(f"directions must be -1 or +1; got {d!r}", key="prior_check")
+        dirs.append(int(d))
+    ana = _analysis(analysis)
+    over = {f"posterior.{k}": v for k, v in
+            (("walkers", walkers), ("steps", steps), ("seed", seed)) if v is not None}
+    if over:
+        ana = _replace(ana, **over)
+    model = _pick_model(ana, model)
+    base_pars = parameters_from_config(ana)
+    pm = base_pars[0]
+    edges = np.linspace(pm.lo, pm.hi, n_slices + 1)
+
+    def limits(a, path):
+        run_sample(a, path, model=model, progress=progress, log_likelihood=False)
+        tree = read_datatree(path)
+        ch = _post.chains_from_tree(tree, ["log10_m_X", "log10_g_X"])
+        pars = parameters_from_config(a)
+        lim = credible_upper_limits(ch["log10_m_X"], ch["log10_g_X"], edges=edges, cred=cred,
+                                    g_prior=pars[1])
+        inside = (edges[:-1] >= pars[0].lo - 1e-12) & (edges[1:] <= pars[0].hi + 1e-12)
+        for k in ("log10_g_upper", "log10_g_upper_mcse", "g_upper", "g_upper_mcse"):
+            lim[k] = np.where(inside, lim[k], np.nan)
+        return lim
+
+    with tempfile.TemporaryDirectory(prefix="nuinfer_prior_check_") as tmp:
+        folder = Path(outdir) if outdir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        base = limits(ana, folder / "prior_check_base.nc")
+        variants, skipped = [], []
+        for b in bounds:
+            par, end = b.split(".")
+            cur = ana.cfg["posterior"][par]
+            for d in dirs:
+                name = f"{b}{'+' if d > 0 else '-'}{shift:g}"
+                box = {"lo": float(cur["lo"]), "hi": float(cur["hi"])}
+                box[end] += d * shift
+                if not box["lo"] < box["hi"]:
+                    skipped.append({"name": name, "reason": "the box would be empty"})
+                    continue
+                _say(f"prior check: {name} ({par} in [{box['lo']:g}, {box['hi']:g}])",
+                     not progress)
+                a = _replace(ana, **{f"posterior.{b}": box[end]})
+                fname = "prior_check_" + name.replace(".", "_").replace("+", "_up").replace(
+                    "-", "_down") + ".nc"
+                lim = limits(a, folder / fname)
+                delta = lim["log10_g_upper"] - base["log10_g_upper"]
+                err = np.hypot(lim["log10_g_upper_mcse"], base["log10_g_upper_mcse"])
+                rel = 10.0 ** delta - 1.0
+                rel_err = math.log(10.0) * 10.0 ** delta * err
+                with np.errstate(invalid="ignore"):
+                    moved = np.abs(delta) > PRIOR_SHIFT_SIGNIFICANCE * err
+                fin = np.isfinite(rel)
+                variants.append({
+                    "name": name, "bound": b, "shift_dex": d * shift, "box": {par: box},
+                    "g90": _jsonable(lim["g_upper"]), "g90_mcse": _jsonable(lim["g_upper_mcse"]),
+                    "rel_shift": _jsonable(rel), "rel_shift_mcse": _jsonable(rel_err),
+                    "moved": [bool(v) for v in (moved & fin)],
+                    "max_abs_rel_shift": _num(np.max(np.abs(rel[fin]))) if fin.any() else None,
+                    "n_slices_moved": int((moved & fin).sum()),
+                    "file": str(folder / fname) if outdir is not None else None,
+                })
+    return {
+        "shift_dex": shift, "cred": cred, "model": model,
+        "rule": (f"each prior bound moved by -+{shift:g} decades, one at a time, same seed; "
+                 f"{100 * cred:g}% credible upper limit on g_X in the baseline mass slices; "
+                 "rel_shift = g90_variant / g90_baseline - 1 with MCSE from both limits' MCSE; "
+                 f"'moved' = |shift| > {PRIOR_SHIFT_SIGNIFICANCE:g} MCSE"),
+        "m_center_MeV": _jsonable(base["m_center"]),
+        "baseline": {"box": {p.name: {"lo": p.lo, "hi": p.hi} for p in base_pars[:2]},
+                     "g90": _jsonable(base["g_upper"]), "g90_mcse": _jsonable(base["g_upper_mcse"]),
+                     "prior_dominated": [bool(v) for v in base["prior_dominated"]],
+                     "file": str(folder / "prior_check_base.nc") if outdir is not None else None},
+        "variants": variants,
+        "skipped": skipped,
+    }

@@ -16,7 +16,11 @@ sampled)::
     log L = -chi2_data / 2,   chi2_data = sum_i ((D_i - (1 + a) R_i) / sigma_i)^2        (eq26)
     log L = -twice_nll_data / 2 = -sum_i [mu_i - n_i + n_i ln(n_i / mu_i)]               (poisson)
 
-with ``R = T0 + g^2 T1(m) + g^4 T2(m)``.  With ``sigma_a = sigma_sys`` the log posterior is
+with ``R = T0 + g^2 T1(m) + g^4 T2(m)``.  Observed data are read as the scans read them:
+background subtracted, ``D = n - R_bg`` (negative where ``n < R_bg``; only ``n >= 0`` is
+required), and the Poisson terms come from :func:`nuinfer.infer.costs._poisson_terms`
+(``n = D + R_bg``, ``mu = (1 + a) R + R_bg``, with ``0 ln 0 = 0``: a bin with ``n = 0``
+contributes ``mu``).  With ``sigma_a = sigma_sys`` the log posterior is
 ``-chi2_Eq26 / 2`` plus a constant: the paper's Eq. (26) read as a likelihood.  Bins with
 ``R_SM <= min_expected`` are dropped, as in :func:`nuinfer.infer.scan.scan`.
 
@@ -43,9 +47,21 @@ controls everything: the initial walkers come from ``numpy.random.default_rng(se
 draws) and emcee's legacy ``RandomState`` is ``RandomState(seed)``.  A run can be continued to a
 *total* number of steps from its last positions, log-probabilities and ``RandomState`` state;
 the continued chain is bit-for-bit the chain of an uninterrupted run.  :func:`to_datatree`
-writes the ArviZ layout (groups ``posterior``, ``sample_stats``, ``log_likelihood``,
-``observed_data``, ``constant_data``) plus ``sampler_state`` (the emcee ``RandomState`` and the
-per-walker acceptance counts); :func:`run_from_datatree` reads a run back for resuming.
+writes the ArviZ layout: ``posterior``, ``sample_stats`` and ``log_likelihood`` hold the
+draws after the burn-in only, ``warmup_posterior`` and ``warmup_sample_stats`` the burn-in,
+plus ``observed_data``, ``constant_data`` and ``sampler_state`` (the emcee ``RandomState`` and
+the per-walker acceptance counts); :func:`run_from_datatree` joins the two parts back into the
+whole run for resuming.
+
+Monte Carlo standard errors
+---------------------------
+Every reported summary carries its MCSE, from numpy alone (:func:`integrated_time`,
+:func:`mean_mcse`, :func:`quantile_mcse`, :func:`summarize`): the integrated autocorrelation
+time over the ensemble gives the effective sample size, the mean's MCSE is
+``sd sqrt(tau / N)``, and a quantile's MCSE is the binomial error of its indicator (with the
+indicator's own autocorrelation time) mapped back through the empirical quantile function.
+:func:`prior_dominance` flags marginals whose Kolmogorov-Smirnov distance to the prior is below
+:data:`PRIOR_KS_THRESHOLD`.
 
 The hook for other likelihoods
 ------------------------------
@@ -71,6 +87,7 @@ from nuinfer.exceptions import DataFileError, InvalidConfig, NumericalError, Unp
 from nuinfer.infer.costs import _check_data, _poisson_terms
 
 __all__ = [
+    "PRIOR_KS_THRESHOLD",
     "TAU_RELIABLE",
     "Diagnostics",
     "Parameter",
@@ -80,13 +97,21 @@ __all__ = [
     "TemplateLikelihood",
     "autocorr_time",
     "burn_in",
+    "chains_from_tree",
     "diagnostics",
+    "effective_sample_size",
+    "integrated_time",
     "interpolation_error",
+    "ks_distance_to_prior",
     "log_prob_throughput",
+    "mean_mcse",
     "mediator_parameters",
+    "prior_dominance",
+    "quantile_mcse",
     "run_from_datatree",
     "run_sampler",
     "stacked_samples",
+    "summarize",
     "to_datatree",
 ]
 
@@ -1088,6 +1113,10 @@ def summarize(chains: dict, probs=(0.05, 0.5, 0.95)) -> dict:
     return out
 
 
+def _ks_cut(threshold: float, noise: float) -> float:
+    return max(threshold, 2.0 * noise) if math.isfinite(noise) else math.inf
+
+
 def ks_distance_to_prior(x, parameter: Parameter) -> float:
     """Kolmogorov-Smirnov distance ``sup |F_post - F_prior|`` of draws ``x`` to a prior."""
     s = np.sort(np.asarray(x, dtype=float).ravel())
@@ -1102,12 +1131,12 @@ def prior_dominance(chains: dict, parameters, *, threshold: float = PRIOR_KS_THR
     """Which marginal posteriors are dominated by their prior.
 
     A parameter is *prior-dominated* when the Kolmogorov-Smirnov distance between its marginal
-    posterior and its prior is below ``threshold`` (default 0.1): no quantile of the posterior
-    differs from the prior's by more than 10% probability.  Also reported: ``ks_noise =
-    0.87 / sqrt(ESS)``, the typical distance of ESS independent prior draws (when it is not well
-    below ``threshold`` the classification is itself noisy), and the contraction
-    ``1 - var_post / var_prior`` (Schad, Betancourt & Vasishth 2021; near 0: the data taught
-    little).
+    posterior and its prior is below ``max(threshold, 2 ks_noise)``: no quantile of the
+    posterior differs from the prior's by more than ``threshold`` (default 0.1) in probability,
+    or the draws cannot tell them apart.  ``ks_noise = 0.87 / sqrt(ESS)`` is the typical
+    distance of ESS independent prior draws (``E sup|Brownian bridge| = sqrt(pi/2) ln 2``).
+    Also reported: the contraction ``1 - var_post / var_prior`` (Schad, Betancourt & Vasishth
+    2021; near 0: the data taught little).
 
     Returns
     -------
@@ -1124,7 +1153,7 @@ def prior_dominance(chains: dict, parameters, *, threshold: float = PRIOR_KS_THR
         noise = _KS_NULL_MEAN / math.sqrt(ess) if ess > 0 else math.nan
         contraction = 1.0 - float(x.var()) / p.prior_std() ** 2
         out[p.name] = {"ks_distance": ks, "ks_noise": noise, "contraction": contraction,
-                       "prior_dominated": bool(ks < threshold)}
+                       "prior_dominated": bool(ks < _ks_cut(threshold, noise))}
     return out
 
 
@@ -1204,40 +1233,70 @@ def to_datatree(run: SamplerRun, posterior: Posterior, diag: Diagnostics, *,
     import emcee
 
     nw, ns = run.nwalkers, run.nsteps
-    coords = {"chain": ("chain", np.arange(nw), {"units": "1", "long_name": "walker (emcee) = chain"}),
-              "draw": ("draw", np.arange(ns), {"units": "1", "long_name": "step"})}
-    pv = {}
-    for j, p in enumerate(posterior.parameters):
-        pv[p.name] = (("chain", "draw"), run.chain[:, :, j], p.attrs())
-    for p in posterior.parameters:
-        if p.scale == "log10" and p.name.startswith("log10_"):
-            lin = p.name[len("log10_"):]
-            pv[lin] = (("chain", "draw"), 10.0 ** pv[p.name][1], {
-                "units": p.unit, "long_name": f"{lin} (derived: 10**{p.name})"})
-    post = _with_encoding(xr.Dataset(pv, coords=coords, attrs={
-        "sampled_variables": json.dumps(posterior.names),
-        "fixed_variables": json.dumps(posterior.fixed)}), list(pv))
+    burn = int(diag.burn)
+    if not 0 <= burn < ns:
+        raise UnphysicalInput(f"burn-in ({burn}) must be in [0, {ns})", key="posterior.burn")
+    chain_c = ("chain", np.arange(nw), {"units": "1", "long_name": "walker (emcee) = chain"})
+
+    def draw_c(steps):
+        return ("draw", steps, {"units": "1", "long_name": "step (emcee iteration index)"})
+
+    coords = {"chain": chain_c, "draw": draw_c(np.arange(burn, ns))}
+    warm_coords = {"chain": chain_c, "draw": draw_c(np.arange(burn))}
+
+    def posterior_group(sl, crd, what):
+        pv = {}
+        for j, p in enumerate(posterior.parameters):
+            pv[p.name] = (("chain", "draw"), run.chain[:, sl, j], p.attrs())
+        for p in posterior.parameters:
+            if p.scale == "log10" and p.name.startswith("log10_"):
+                lin = p.name[len("log10_"):]
+                pv[lin] = (("chain", "draw"), 10.0 ** pv[p.name][1], {
+                    "units": p.unit, "long_name": f"{lin} (derived: 10**{p.name})"})
+        return _with_encoding(xr.Dataset(pv, coords=crd, attrs={
+            "sampled_variables": json.dumps(posterior.names),
+            "fixed_variables": json.dumps(posterior.fixed), "draws": what}), list(pv))
+
+    post = posterior_group(slice(burn, ns), coords,
+                           f"after burn-in: steps {burn}..{ns - 1} (burn-in in warmup_posterior)")
+    lp_attrs = {"units": "1", "long_name": "log posterior (unnormalised)"}
 
     par = ("parameter", np.array(posterior.names, dtype=object), {"long_name": "sampled parameter"})
+    nd = len(posterior.names)
+    ess = diag.ess if diag.ess is not None else np.full(nd, np.nan)
+    tau_post = diag.tau_post if diag.tau_post is not None else np.full(nd, np.nan)
     ss = xr.Dataset(
         {
-            "lp": (("chain", "draw"), run.log_prob, {"units": "1",
-                                                     "long_name": "log posterior (unnormalised)"}),
+            "lp": (("chain", "draw"), run.log_prob[:, burn:], lp_attrs),
             "acceptance_fraction": (("chain",), run.acceptance_fraction, {
                 "units": "1", "long_name": "fraction of accepted proposals per walker"}),
             "accepted": (("chain",), run.accepted.astype(np.int64), {
                 "units": "1", "long_name": "accepted proposals per walker"}),
             "tau": (("parameter",), diag.tau, {
-                "units": "steps", "long_name": "integrated autocorrelation time (emcee, c=5)"}),
+                "units": "steps", "long_name": "integrated autocorrelation time (emcee, c=5), "
+                                               "whole run"}),
             "n_over_tau": (("parameter",), diag.n_over_tau, {
                 "units": "1", "long_name": f"steps / tau (reliable above {TAU_RELIABLE:g})"}),
+            "tau_post": (("parameter",), tau_post, {
+                "units": "steps", "long_name": "integrated autocorrelation time of the "
+                                               "post-burn-in (thinned) draws, ensemble estimator"}),
+            "ess": (("parameter",), ess, {
+                "units": "1", "long_name": "effective sample size of the post-burn-in (thinned) "
+                                           "draws = draws / tau_post"}),
         },
-        coords={"chain": coords["chain"], "draw": coords["draw"], "parameter": par},
-        attrs={"burn": diag.burn, "thin": diag.thin, "burn_rule": diag.burn_rule,
+        coords={"chain": chain_c, "draw": coords["draw"], "parameter": par},
+        attrs={"burn": burn, "thin": diag.thin, "burn_rule": diag.burn_rule,
                "tau_reliable": int(diag.reliable), "acceptance_fraction_mean": diag.acceptance_mean,
                "tau_tol": TAU_RELIABLE},
     )
     ss = _with_encoding(ss, ["lp"])
+    warm = {}
+    if burn > 0:
+        warm["warmup_posterior"] = posterior_group(slice(0, burn), warm_coords,
+                                                   f"burn-in: steps 0..{burn - 1}")
+        warm["warmup_sample_stats"] = _with_encoding(xr.Dataset(
+            {"lp": (("chain", "draw"), run.log_prob[:, :burn], lp_attrs)}, coords=warm_coords,
+            attrs={"burn_rule": diag.burn_rule}), ["lp"])
 
     rs = run.random_state
     state = xr.Dataset(
@@ -1254,14 +1313,15 @@ def to_datatree(run: SamplerRun, posterior: Posterior, diag: Diagnostics, *,
                               "posterior / sample_stats.lp"},
     )
 
-    groups = {"posterior": post, "sample_stats": ss, "sampler_state": state}
+    groups = {"posterior": post, "sample_stats": ss, **warm, "sampler_state": state}
     if observed is not None:
         groups["observed_data"] = observed
     if constant is not None:
         groups["constant_data"] = constant
     if (pointwise and posterior.pointwise is not None and observed is not None
             and "counts" in observed):
-        groups["log_likelihood"] = _pointwise_group(run, posterior, observed, coords, chunk)
+        groups["log_likelihood"] = _pointwise_group(run, posterior, observed, coords, chunk,
+                                                    burn)
     for name, ds in (extra_groups or {}).items():
         groups[name] = ds
 
@@ -1271,26 +1331,27 @@ def to_datatree(run: SamplerRun, posterior: Posterior, diag: Diagnostics, *,
         inference_library_version=emcee.__version__,
         emcee_version=emcee.__version__,
         creation_library_language="Python",
-        nwalkers=nw, nsteps=ns, seed=run.seed,
+        nwalkers=nw, nsteps=ns, seed=run.seed, warmup_draws=burn, posterior_draws=ns - burn,
         sampled_variables=json.dumps(posterior.names),
         sample_dims=json.dumps(["chain", "draw"]),
-        chain_meaning="emcee walker (walkers are not independent chains: do not trust R-hat/ESS "
-                      "across them)",
+        chain_meaning="emcee walker (walkers are not independent chains: do not trust ArviZ's "
+                      "R-hat/ESS across them; sample_stats.ess is the ensemble estimate)",
     )
     root_attrs.setdefault("creation_library", "nuinfer")
     root = xr.Dataset(attrs=root_attrs)
     return xr.DataTree.from_dict({"/": root, **{f"/{k}": v for k, v in groups.items()}})
 
 
-def _pointwise_group(run, posterior, observed, coords, chunk) -> xr.Dataset:
+def _pointwise_group(run, posterior, observed, coords, chunk, burn) -> xr.Dataset:
     nb_all = observed["counts"].sizes["bin"]
-    theta = run.chain.reshape(-1, run.chain.shape[2])
+    kept = run.chain[:, burn:]
+    theta = kept.reshape(-1, kept.shape[2])
     like = getattr(posterior, "likelihood", None)
     used = like.bin_used if like is not None else np.ones(nb_all, dtype=bool)
     out = np.zeros((theta.shape[0], nb_all), dtype=np.float32)
     for s in range(0, theta.shape[0], chunk):
         out[s:s + chunk, used] = posterior.pointwise(theta[s:s + chunk])
-    ll = out.reshape(run.nwalkers, run.nsteps, nb_all)
+    ll = out.reshape(kept.shape[0], kept.shape[1], nb_all)
     bin_coords = {k: v for k, v in observed.coords.items() if v.dims == ("bin",)}
     ds = xr.Dataset(
         {"counts": (("chain", "draw", "bin"), ll, {
@@ -1302,8 +1363,26 @@ def _pointwise_group(run, posterior, observed, coords, chunk) -> xr.Dataset:
     return _with_encoding(ds, ["counts"])
 
 
+def _full_draws(tree: xr.DataTree, group: str, var: str) -> np.ndarray:
+    """``var`` of ``group`` over the whole run, shape (chain, step): the ``warmup_<group>``
+    draws followed by the ``<group>`` draws (files before the split hold every step in
+    ``<group>``)."""
+    a = tree[group][var].transpose("chain", "draw").values
+    warm = f"warmup_{group}"
+    if warm in tree.children and var in tree[warm].data_vars:
+        a = np.concatenate([tree[warm][var].transpose("chain", "draw").values, a], axis=1)
+    return a
+
+
+def _stored_burn(tree: xr.DataTree) -> int:
+    return int(tree["sample_stats"].attrs.get("burn", 0))
+
+
 def run_from_datatree(tree: xr.DataTree) -> SamplerRun:
     """Read a run (chains, lp, acceptance counts, random state) back from a posterior tree.
+
+    The burn-in (``warmup_posterior`` / ``warmup_sample_stats``) and the post-burn-in draws
+    (``posterior`` / ``sample_stats``) are joined into the whole chain.
 
     Raises
     ------
@@ -1311,12 +1390,11 @@ def run_from_datatree(tree: xr.DataTree) -> SamplerRun:
         Missing groups or variables (not a nuinfer posterior file).
     """
     try:
-        post = tree["posterior"].to_dataset()
         ss = tree["sample_stats"].to_dataset()
         st = tree["sampler_state"].to_dataset()
         names = json.loads(tree.attrs["sampled_variables"])
-        chain = np.stack([post[n].transpose("chain", "draw").values for n in names], axis=-1)
-        lp = ss["lp"].transpose("chain", "draw").values
+        chain = np.stack([_full_draws(tree, "posterior", n) for n in names], axis=-1)
+        lp = _full_draws(tree, "sample_stats", "lp")
         accepted = ss["accepted"].values.astype(np.int64)
         rs = (str(st.attrs["bit_generator"]), st["mt19937_key"].values.astype(np.uint32),
               int(st["mt19937_pos"].values), int(st["has_gauss"].values),
@@ -1325,9 +1403,27 @@ def run_from_datatree(tree: xr.DataTree) -> SamplerRun:
     except (KeyError, ValueError, TypeError) as err:
         raise DataFileError(f"not a resumable nuinfer posterior file (missing {err}); start a "
                             "new run without --resume", key="resume") from None
+    if chain.shape[:2] != lp.shape:
+        raise DataFileError("posterior and sample_stats.lp have different draws; the file is "
+                            "damaged: start a new run without --resume", key="resume")
     return SamplerRun(names=list(names), chain=np.ascontiguousarray(chain, dtype=float),
                       log_prob=np.ascontiguousarray(lp, dtype=float), accepted=accepted,
                       random_state=rs, seed=seed)
+
+
+def chains_from_tree(tree: xr.DataTree, names=None, *, burn: int | None = None,
+                     thin: int | None = None) -> dict:
+    """Post-burn-in draws per parameter in chain order, ``{name: array (walker, step)}``.
+
+    ``burn`` counts steps from the start of the run and ``thin`` thins; both default to the
+    ``sample_stats`` attrs written at sampling time (then the draws are the ``posterior``
+    group).  Use these, not stacked samples, for Monte Carlo standard errors.
+    """
+    ss = tree["sample_stats"].to_dataset()
+    names = list(names) if names is not None else json.loads(tree.attrs["sampled_variables"])
+    burn = _stored_burn(tree) if burn is None else int(burn)
+    thin = int(ss.attrs.get("thin", 1)) if thin is None else int(thin)
+    return {n: _full_draws(tree, "posterior", n)[:, burn::thin] for n in names}
 
 
 def stacked_samples(tree: xr.DataTree, names=None, *, burn: int | None = None,
@@ -1336,10 +1432,6 @@ def stacked_samples(tree: xr.DataTree, names=None, *, burn: int | None = None,
 
     ``burn``/``thin`` default to the ``sample_stats`` attrs written at sampling time.
     """
-    post = tree["posterior"].to_dataset()
-    ss = tree["sample_stats"].to_dataset()
     names = list(names) if names is not None else json.loads(tree.attrs["sampled_variables"])
-    burn = int(ss.attrs.get("burn", 0)) if burn is None else int(burn)
-    thin = int(ss.attrs.get("thin", 1)) if thin is None else int(thin)
-    cols = [post[n].transpose("chain", "draw").values[:, burn::thin].reshape(-1) for n in names]
-    return np.column_stack(cols), names
+    ch = chains_from_tree(tree, names, burn=burn, thin=thin)
+    return np.column_stack([ch[n].reshape(-1) for n in names]), names
