@@ -308,6 +308,7 @@ class Analysis:
     cfg: dict = field(repr=False)
     path: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    family: str | None = None  #: "xenon" when read from an analysis file (error keys are translated)
 
     @property
     def name(self) -> str:
@@ -390,7 +391,9 @@ class Analysis:
         raw = copy.deepcopy(self.raw)
         for key, val in overrides.items():
             set_dotted(raw, key, val)
-        return Analysis(validate(copy.deepcopy(raw)), self.path, raw)
+        from .spec import translated
+        with translated(self.family):
+            return Analysis(validate(copy.deepcopy(raw)), self.path, raw, self.family)
 
 
 def set_dotted(d: dict, key: str, val) -> None:
@@ -505,8 +508,15 @@ def read_toml(path_or_dict, *, what: str = "analysis", hint: str = "see models/ 
 
 
 def load(path_or_dict, overrides: dict | None = None) -> Analysis:
-    """Load and validate an analysis from a TOML path (or a mapping)."""
-    raw, path = read_toml(path_or_dict)
+    """Load and validate a xenon analysis from a TOML path (or a mapping).
+
+    ``overrides`` use internal key paths (``statistics.sigma_sys``); translate analysis-file keys
+    with :func:`nuinfer.spec.internal_key`.
+    """
+    from .spec import read_analysis, translated
+
+    raw, path, fam = read_analysis(path_or_dict, "xenon")
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
-    return Analysis(validate(copy.deepcopy(raw)), path, raw)
+    with translated(fam):
+        return Analysis(validate(copy.deepcopy(raw)), path, raw, fam)

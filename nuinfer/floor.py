@@ -36,7 +36,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import NUM, _check, read_toml
+from .config import NUM, _check
 from .exceptions import InvalidConfig, UnphysicalInput
 from .io import provenance_attrs, write_netcdf
 
@@ -179,10 +179,17 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
     InvalidConfig, UnknownKey, UnphysicalInput
         With the dotted key path of the offending entry.
     """
+    from .spec import read_analysis, translated
+
+    raw, path, fam = read_analysis(path_or_dict, "floor")
+    with translated(fam):
+        return _validate_floor(raw, path, quick)
+
+
+def _validate_floor(raw: dict, path, quick: bool) -> dict:
     from .physics.mediators import canonical_model
     from .physics.sources import NORMALISATIONS, SOURCE_NAMES
 
-    raw, path = read_toml(path_or_dict, what="floor", hint="see models/floor_xenon.toml")
     _check(raw, SCHEMA)
     for name, sc in raw.get("scenarios", {}).items():
         _check(sc, _SCENARIO, f"scenarios.{name}")

@@ -328,6 +328,7 @@ class TerrestrialAnalysis:
     path: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
     data_dir: str | None = None
+    family: str | None = None  #: "terrestrial" when read from an analysis file (error keys are translated)
 
     @property
     def name(self) -> str:
@@ -356,7 +357,9 @@ class TerrestrialAnalysis:
         raw = copy.deepcopy(self.raw)
         for k, v in overrides.items():
             set_dotted(raw, k, v)
-        return TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir)
+        from .spec import translated
+        with translated(self.family):
+            return TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir, self.family)
 
     def variants(self) -> dict[str, TerrestrialAnalysis]:
         """``{name: analysis}`` for every ``[variants]`` entry, or ``{"nominal": self}``."""
@@ -369,7 +372,10 @@ class TerrestrialAnalysis:
             for k, v in over.items():
                 set_dotted(raw, k, v)
             raw["name"] = f"{self.name}:{vname}"
-            out[vname] = TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir)
+            from .spec import translated
+            with translated(self.family):
+                out[vname] = TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir,
+                                                 self.family)
         return out
 
     # ------------------------------------------------------------------ physics
@@ -538,9 +544,13 @@ def load(path_or_dict, overrides: dict | None = None, *, data_dir: str | None = 
         if overrides:
             ana = ana.replace(**overrides)
         if data_dir is not None:
-            ana = TerrestrialAnalysis(ana.cfg, ana.path, ana.raw, str(data_dir))
+            ana = TerrestrialAnalysis(ana.cfg, ana.path, ana.raw, str(data_dir), ana.family)
         return ana
-    raw, path = read_toml(path_or_dict)
+    from .spec import read_analysis, translated
+
+    raw, path, fam = read_analysis(path_or_dict, "terrestrial")
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
-    return TerrestrialAnalysis(validate(copy.deepcopy(raw)), path, raw, None if data_dir is None else str(data_dir))
+    with translated(fam):
+        return TerrestrialAnalysis(validate(copy.deepcopy(raw)), path, raw, None if data_dir is None else str(data_dir),
+                                   fam)

@@ -239,7 +239,7 @@ def run_fit(analysis, out, *, overrides=None, data_dir=None, tasks=None, plot: b
         raw = dict(ana.raw)
         base = ana.cfg["variants"] or {"nominal": {}}
         raw["variants"] = {**base, **extra_variants}
-        ana = tcfg.TerrestrialAnalysis(tcfg.validate(raw), ana.path, raw, ana.data_dir)
+        ana = tcfg.TerrestrialAnalysis(tcfg.validate(raw), ana.path, raw, ana.data_dir, ana.family)
     t0 = time.perf_counter()
     groups = {}
     summary = {"name": ana.name, "variants": {}}

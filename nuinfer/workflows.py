@@ -211,10 +211,13 @@ def scenario_overrides(key: str, value) -> dict:
         if value == "xenonnt":
             return {"detector.efficiency": "xenonnt", "detector.resolution": "xenon"}
         raise InvalidConfig(f"detector scenario {value!r}: use 'ideal' or 'xenonnt'", key="--vary detector")
-    target = SCENARIO_KEYS.get(key, key)
+    from .spec import internal_key
+    target = SCENARIO_KEYS.get(key)
+    if target is None and "." in key:
+        target = internal_key("xenon", key)  # an analysis-file key, e.g. nuisances.sigma_sys
     if target is None or ("." not in target and target not in _config.SCHEMA):
         raise InvalidConfig(f"unknown scenario key {key!r}; use one of {', '.join(SCENARIO_KEYS)} "
-                            "or a dotted configuration key such as statistics.sigma_sys", key="--vary")
+                            "or a dotted analysis-file key such as nuisances.sigma_sys", key="--vary")
     return {target: value}
 
 
