@@ -74,39 +74,81 @@ def plot_spectra(sm, models: dict, *, title: str = "", ax=None):
     return fig if fig is not None else ax.figure
 
 
-def plot_contours(scans: dict, *, ax=None, title: str = "", styles: dict | None = None, fill: bool = False):
-    """Overlay 90% CL exclusion contours of several scans (one per label) on log-log axes.
+def plot_contours(scans: dict, *, ax=None, title: str = "", styles: dict | None = None, fill: bool = True,
+                  refine: dict | None = None):
+    """Overlay 90% CL excluded regions of several scans (one per label) on log-log axes.
 
-    ``scans`` maps a label to a scan Dataset with a delta variable named by its
-    ``statistic_variable`` attribute (or ``delta_chi2``) and a ``threshold`` attribute.  Contours are
-    drawn from the full surface, so islands appear as separate closed curves.
+    Parameters
+    ----------
+    scans : dict
+        Label -> scan Dataset (delta variable named by its ``statistic_variable`` attribute and a
+        ``threshold`` attribute) or a :class:`~nuinfer.infer.contours.ContourResult`.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on (default: a new figure).
+    title : str, optional
+        Axes title.
+    styles : dict, optional
+        Label -> line style overrides (``color``, ``ls``, ``lw``).
+    fill : bool, optional
+        Fill the excluded region lightly (default True; opacity 0.15 / number of scans, at
+        least 0.04, so that overlaid regions stay readable).
+    refine : dict, optional
+        Label -> ``refine(m_index, g_values) -> delta`` callable passed to
+        :func:`~nuinfer.infer.contours.contour` for scans (e.g.
+        :func:`~nuinfer.infer.contours.template_refiner`): exact band edges and bands the grid
+        misses.
+
+    Notes
+    -----
+    Regions are drawn from the per-mass excluded g_X intervals (``ContourResult.polygons`` and
+    ``ContourResult.lines``), not from contour lines traced on the grid: a thin allowed band from
+    destructive interference is one band (unfilled, outlined), not a chain of closed fragments.
+    Segments along the grid edge are not outlined; the axes span the scanned grid.  One legend
+    entry per label.
     """
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path as MPath
+
+    from .infer.contours import ContourResult, contour
+
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.8))
     thr_texts = set()
     handles = []
+    lims = []
     for i, (label, ds) in enumerate(scans.items()):
-        var = ds.attrs.get("statistic_variable", "delta_chi2" if "delta_chi2" in ds else "delta_twice_nll")
-        d = ds[var].transpose("m_X", "g_X").values
-        thr = float(ds.attrs["threshold"])
-        thr_texts.add(f"{ds.attrs.get('cl', 0.9) * 100:.0f}% CL: $\\Delta\\chi^2$ = {thr:.2f} "
-                      f"(ndof={ds.attrs.get('ndof', 2)})")
-        m = ds["m_X"].values
-        g = ds["g_X"].values
+        res = ds if isinstance(ds, ContourResult) else contour(ds, refine=(refine or {}).get(label))
+        thr = res.threshold
+        cl = res.cl if np.isfinite(res.cl) else 0.9
+        thr_texts.add(f"{cl * 100:.0f}% CL: $\\Delta\\chi^2$ = {thr:.2f} "
+                      f"(ndof={res.ndof if res.ndof > 0 else 2})")
+        m = np.asarray(res.g90["m_X"].values, dtype=float)
+        g = np.asarray(res.excluded["g_X"].values, dtype=float)
+        lims.append((m.min(), m.max(), g.min(), g.max()))
         st = dict(MODEL_STYLE.get(label, {}))
         if styles and label in styles:
             st.update(styles[label])
         st.setdefault("color", f"C{i % 10}")
-        dd = np.where(np.isfinite(d), d, np.nanmax(d[np.isfinite(d)]) if np.isfinite(d).any() else 0.0)
         if fill:
-            ax.contourf(m, g, dd.T, levels=[thr, np.inf], colors=[st["color"]], alpha=0.12)
-        ax.contour(m, g, dd.T, levels=[thr], colors=[st["color"]],
-                   linestyles=[st.get("ls", "-")], linewidths=st.get("lw", 1.6))
-        handles.append(plt.Line2D([], [], color=st["color"], ls=st.get("ls", "-"),
+            polys = res.polygons()
+            if polys:
+                verts = np.concatenate([np.vstack([p, p[:1]]) for p in polys])
+                codes = np.concatenate([[MPath.MOVETO] + [MPath.LINETO] * (len(p) - 1) + [MPath.CLOSEPOLY]
+                                        for p in polys])
+                ax.add_patch(PathPatch(MPath(verts, codes), facecolor=st["color"], edgecolor="none",
+                                       alpha=max(0.04, 0.15 / len(scans)), zorder=1))
+        for ln in res.lines:
+            ax.plot(ln[:, 0], ln[:, 1], color=st["color"], ls=st.get("ls", "-"), lw=st.get("lw", 1.6), zorder=2)
+        handles.append(plt.Line2D([], [], color=st["color"], ls=st.get("ls", "-"), lw=st.get("lw", 1.6),
                                   label=MODEL_LABEL.get(label, label)))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if lims:
+        lo = np.min(lims, axis=0)
+        hi = np.max(lims, axis=0)
+        ax.set_xlim(lo[0], hi[1])
+        ax.set_ylim(lo[2], hi[3])
     ax.set_xlabel(r"$m_X$ [MeV]")
     ax.set_ylabel(r"$g_X$")
     ax.legend(handles=handles, fontsize=8, title="; ".join(sorted(thr_texts)), title_fontsize=7,

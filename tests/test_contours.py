@@ -17,6 +17,7 @@ from nuinfer.infer import (
     profile_eq26,
     scan,
 )
+from nuinfer.infer.contours import template_refiner
 from nuinfer.io import read_netcdf, write_netcdf
 
 THR = 4.605170185988091
@@ -110,6 +111,7 @@ def test_contour_lines_match_intervals_and_enclose_the_island(surface):
         ends = np.log10(res.intervals[i]).ravel()
         ends = ends[(ends > LG[0] + 1e-12) & (ends < LG[-1] - 1e-12)]
         v = np.unique(np.round(verts[on, 1], 10))
+        v = v[(v > LG[0] + 1e-9) & (v < LG[-1] - 1e-9)]  # line ends on the grid edge
         assert_allclose(np.sort(ends), v, atol=1e-9)
 
 
@@ -118,7 +120,8 @@ def test_to_dataset_round_trip(surface, tmp_path):
     ds = res.to_dataset()
     xr.testing.assert_identical(ds, exclusion(surface))
     assert ds["g90_status"].attrs["flag_meanings"].split()[0] == "crossing"
-    assert int(ds["n_intervals"].max()) == 2 and ds.sizes["interval"] == 2
+    assert int(ds["n_intervals"].max()) == 2
+    assert ds.sizes["interval"] == int(ds["n_intervals"].sum()) == sum(map(len, res.intervals))
     assert ds["contour_m_X"].size == sum(len(ln) for ln in res.lines)
     for name, var in ds.variables.items():
         assert "units" in var.attrs, name
@@ -156,3 +159,190 @@ def test_g90_from_scan_agrees_with_root_finding(make_templates):
         root = brentq(lambda x: float(f(x)[0]), fine[k], fine[k + 1], xtol=1e-12)
         assert res.g90_status[i] == 0
         assert np.log10(float(res.g90[i])) == pytest.approx(root, abs=5e-3)
+
+
+# ------------------------------------------------------------------ thin allowed bands (refine)
+STEP = LG[1] - LG[0]  # 0.05 dex
+
+
+def band_delta(lm, lg, centre, half):
+    """Delta rising from the threshold at L1 = -3 + 0.5 lm, with an allowed band (centre +- half).
+
+    ``min(THR exp(5 (lg - L1)), THR ((lg - c) / h)^2)``: crossings exactly at L1, c - h and c + h
+    (where ``half > 0``); smooth, so linear interpolation of the crossings is inexact.
+    """
+    lm, lg = np.broadcast_arrays(np.asarray(lm, float), np.asarray(lg, float))
+    L1 = -3.0 + 0.5 * lm
+    rise = THR * np.exp(5.0 * (lg - L1))
+    with np.errstate(divide="ignore"):
+        dip = np.where(half > 0, THR * ((lg - centre) / np.where(half > 0, half, 1.0)) ** 2, np.inf)
+    return np.minimum(rise, dip)
+
+
+def band_scan(centre_fn, half_fn):
+    lm = LM[:, None]
+    d = band_delta(lm, LG[None, :], centre_fn(lm), half_fn(lm))
+    ds = xr.Dataset(
+        {"delta_chi2": (("m_X", "g_X"), d, {"units": "1", "long_name": "toy"})},
+        coords={"m_X": ("m_X", 10**LM, {"units": "MeV"}), "g_X": ("g_X", 10**LG, {"units": "1"})},
+        attrs={"threshold": THR, "cl": 0.9, "ndof": 2, "statistic_variable": "delta_chi2"})
+
+    def refine(i, g):
+        return band_delta(LM[i], np.log10(g), centre_fn(LM[i]), half_fn(LM[i]))
+    return ds, refine
+
+
+def test_thin_band_with_grid_sign_changes_refined_to_1e_6():
+    # band 0.04 dex wide (< grid step 0.05) centred on a grid point: one allowed grid point
+    centre = lambda lm: LG[np.argmin(np.abs(LG - (-1.5)))] + 0.0 * lm  # noqa: E731
+    half = lambda lm: 0.02 + 0.0 * lm  # noqa: E731
+    ds, refine = band_scan(centre, half)
+    plain, ref = contour(ds), contour(ds, refine=refine)
+    for i, lm in enumerate(LM):
+        L1 = -3.0 + 0.5 * lm
+        want = [[L1, centre(lm) - 0.02], [centre(lm) + 0.02, LG[-1]]]
+        assert_allclose(np.log10(ref.intervals[i]), want, atol=1e-6)
+        assert ref.interval_kinds[i].tolist() == [[1, 1], [1, 2]]
+        # linear interpolation gets the count right but not the edges
+        assert plain.intervals[i].shape == (2, 2)
+        assert np.max(np.abs(np.log10(plain.intervals[i]) - want)) > 1e-3
+    assert ref.attrs["refine_fallbacks"] == 0 and ref.attrs["refine_bands_found"] == 0
+
+
+def test_band_missed_by_the_grid_is_found():
+    # band 0.01 dex wide, centre between grid points and tilted across masses: on the grid every
+    # point is excluded; it opens at lm = 0.5 and reaches the right edge of the mass grid
+    centre = lambda lm: -1.2 + 0.5 * lm + 0.013  # noqa: E731
+    half = lambda lm: np.where(lm >= 0.5, 0.005, 0.0)  # noqa: E731
+    ds, refine = band_scan(centre, half)
+    assert np.all(ds["delta_chi2"].values[:, LG > -1.9] >= THR)
+    plain, ref = contour(ds), contour(ds, refine=refine)
+    n_band = 0
+    for i, lm in enumerate(LM):
+        L1 = -3.0 + 0.5 * lm
+        assert plain.intervals[i].shape == (1, 2)
+        if lm >= 0.5:
+            n_band += 1
+            want = [[L1, centre(lm) - 0.005], [centre(lm) + 0.005, LG[-1]]]
+        else:
+            want = [[L1, LG[-1]]]
+        assert_allclose(np.log10(ref.intervals[i]), want, atol=1e-6)
+    assert ref.attrs["refine_bands_found"] == n_band == int((LM >= 0.5).sum())
+    # one boundary line for the lower edge, one for the band (a U ending at the right mass edge)
+    assert len(plain.lines) == 1 and not any(plain.lines_closed)
+    assert len(ref.lines) == 2 and not any(ref.lines_closed)
+    lines = [np.log10(ln) for ln in ref.lines]
+    band = lines[1] if lines[0][:, 0].min() == pytest.approx(LM[0]) else lines[0]
+    assert band[:, 0].max() == pytest.approx(LM[-1])
+    assert LM[LM < 0.5][-1] < band[:, 0].min() < 0.5  # the tip lies between two masses
+    # fill polygons cover the excluded region: none inside the band
+    polys = ref.polygons()
+    assert all(np.all(np.isfinite(p)) for p in polys)
+    i = int(np.argmax(LM >= 0.8))
+    c = centre(LM[i])
+    for p in polys:
+        lp = np.log10(p)
+        if np.allclose(lp[:, 0].min(), LM[i]) or np.allclose(lp[:, 0].max(), LM[i]):
+            on = lp[np.isclose(lp[:, 0], LM[i])][:, 1]
+            assert not (on.min() < c < on.max())
+
+
+def test_monotone_intervals_equal_exclusion_g90():
+    # piecewise linear in log g (exact for interpolation), one interval per mass
+    L1 = -3.5 + 1.8 * LM
+    d = np.maximum(0.0, THR + 10.0 * (LG[None, :] - L1[:, None]))
+    ds = xr.Dataset({"delta_chi2": (("m_X", "g_X"), d, {"units": "1"})},
+                    coords={"m_X": 10**LM, "g_X": 10**LG},
+                    attrs={"threshold": THR, "cl": 0.9, "ndof": 2,
+                           "statistic_variable": "delta_chi2"})
+
+    def refine(i, g):
+        return np.maximum(0.0, THR + 10.0 * (np.log10(g) - L1[i]))
+
+    ex = exclusion(ds)
+    for res in (contour(ds), contour(ds, refine=refine)):
+        for i in range(LM.size):
+            iv = res.intervals[i]
+            if L1[i] > LG[-1]:
+                assert iv.shape == (0, 2) and ex["g90"][i] == 0 and ex["g90_status"][i] == 1
+                continue
+            assert iv.shape == (1, 2) and iv[0, 1] == 10**LG[-1]
+            assert iv[0, 0] == pytest.approx(float(ex["g90"][i]), rel=1e-9)
+            assert float(res.g90[i]) == pytest.approx(float(ex["g90"][i]), rel=1e-9)
+
+
+def test_dataset_has_no_nan_or_inf_and_round_trips(surface, tmp_path):
+    centre = lambda lm: -1.2 + 0.5 * lm + 0.013  # noqa: E731
+    half = lambda lm: np.where(lm >= 0.5, 0.005, 0.0)  # noqa: E731
+    ds, refine = band_scan(centre, half)
+    ds["delta_chi2"][-3:] = 0.0  # nothing excluded at the last masses
+    for res in (contour(surface), contour(ds, refine=refine)):
+        out = res.to_dataset()
+        for name, var in out.variables.items():
+            if var.dtype.kind == "f":
+                assert np.all(np.isfinite(var.values)), name
+        # ragged intervals: flat list indexed by mass
+        for i, iv in enumerate(res.intervals):
+            s0, n = int(out["interval_start"][i]), int(out["n_intervals"][i])
+            assert n == len(iv)
+            sel = slice(s0, s0 + n)
+            assert_allclose(out["interval_g_lo"][sel], iv[:, 0])
+            assert_allclose(out["interval_g_hi"][sel], iv[:, 1])
+            assert np.all(out["interval_m_index"][sel] == i)
+        assert np.all((out["g90"] == 0) == (out["g90_status"] == 1))
+        assert out["contour_line_closed"].size == len(res.lines)
+        back = read_netcdf(write_netcdf(out, tmp_path / "c.nc"))
+        xr.testing.assert_identical(back, out)
+
+
+def test_g90_at_grid_edge_is_flagged_as_upper_bound(surface):
+    res = contour(surface)
+    L1 = bounds(LM)[0]
+    at_min = L1 <= LG[0]
+    assert at_min.any() and (~at_min).any()
+    ds = res.to_dataset()
+    assert_allclose(ds["g90_upper_bound"], at_min.astype(int))
+    assert_allclose(ds["g90"].values[at_min], 10**LG[0])
+    assert np.all(ds["g90_status"].values[at_min] == 2)
+    assert np.all(ds["interval_lo_kind"].values[ds["interval_start"].values[at_min]] == 2)
+    # every excluded mass of this surface is excluded up to the top of the grid
+    assert_allclose(ds["excluded_to_grid_top"], (L1 <= LG[-1]).astype(int))
+
+
+def test_template_refiner_reproduces_the_scan_and_refines_g90(make_templates):
+    t = make_templates(m_X=np.logspace(-1, 2, 7), n_bins=40)
+    g = np.logspace(-3, 1.5, 60)
+    sc = scan(t, g)
+    ref = template_refiner(t, sc)
+    for i in range(sc.sizes["m_X"]):
+        assert_allclose(ref(i, g), sc["delta_chi2"].values[i], rtol=1e-9, atol=1e-9)
+    res = contour(sc, refine=ref)
+    r_sm = t["R_SM"].values
+    for i in range(t.sizes["m_X"]):
+        T_m = t["T"].isel(m_X=[i]).values
+
+        def f(lg):
+            R = expected_counts(T_m, np.atleast_1d(10.0**lg))[0]
+            return profile_eq26(R, r_sm).minimum - THR
+
+        lo = np.log10(float(res.g90[i]))
+        assert res.interval_kinds[i][0, 0] == 1
+        assert abs(float(f(lo - 1e-7)[0])) < abs(float(f(lo - 1e-3)[0]))
+        assert float(f(lo - 1e-7)[0]) < 0 <= float(f(lo + 1e-7)[0])
+
+
+def test_plot_contours_draws_bands_not_fragments():
+    from nuinfer.plotting import plot_contours
+    import matplotlib.pyplot as plt
+
+    centre = lambda lm: -1.2 + 0.5 * lm + 0.013  # noqa: E731
+    half = lambda lm: np.where(lm >= 0.5, 0.005, 0.0)  # noqa: E731
+    ds, refine = band_scan(centre, half)
+    fig = plot_contours({"V": ds, "S": ds}, refine={"V": refine})
+    ax = fig.axes[0]
+    assert len(ax.get_legend().get_texts()) == 2
+    assert len(ax.patches) == 2  # one filled region per model
+    assert len(ax.lines) == 2 + 1  # V: lower edge + band; S (not refined): lower edge
+    assert ax.get_xlim() == pytest.approx((10**LM[0], 10**LM[-1]))
+    assert ax.get_ylim() == pytest.approx((10**LG[0], 10**LG[-1]))
+    plt.close(fig)

@@ -1,22 +1,46 @@
-"""Excluded regions, contour lines and per-mass limits from a Delta-statistic surface.
+"""Excluded regions, region boundaries and per-mass limits from a Delta-statistic surface.
 
 A point (m_X, g_X) is excluded when ``Delta >= threshold`` (the scan's ``threshold`` attr,
 ``chi2.ppf(cl, ndof)``).  Everything here is derived from the *full* surface, never from one
 root per mass: vector-type mediators interfere destructively with the SM, so at fixed m_X the
-excluded set in g_X can have holes ("islands", ``PHYSICS.md`` section 7).
+excluded set in g_X can have holes -- thin *allowed bands* around the coupling g_c where the
+new-physics amplitude cancels part of the SM (``PHYSICS.md`` section 7).
 
-* ``excluded`` -- the full mask on the grid;
-* ``lines`` -- threshold contour lines traced by contourpy in (log10 m_X, log10 g_X), where the
-  surface is smooth on a log grid, returned in (m_X [MeV], g_X);
-* ``intervals`` -- for each mass, the excluded g_X intervals, with the crossings interpolated
-  linearly in log10 g_X (the same interpolation contourpy uses along grid lines, so the two agree
-  at every grid mass);
-* ``g90`` -- the lowest excluded g_X per mass (the usual exclusion curve), NaN with status
-  ``none_excluded`` when nothing is excluded in the grid.  The name follows the paper's 90% CL;
-  the level actually used is the scan's ``cl`` (recorded in attrs and in ``long_name``).
+Per mass (one grid column) the primary result is the list of excluded g_X intervals:
+
+* crossings of ``Delta - threshold`` between neighbouring grid points are interpolated linearly
+  in log10 g_X (edge kind 0) or, when a ``refine`` callable giving the exact profiled Delta at
+  arbitrary g_X is passed, located by root finding in log10 g_X (``brentq``, edge kind 1);
+* with ``refine``, allowed bands the grid misses entirely are found too: at every interior grid
+  local minimum of Delta that is above the threshold, Delta is minimised (bounded Brent in
+  log10 g_X between the two neighbouring grid points; minima shallower than 1e-7 relative,
+  i.e. rounding noise, are skipped); if the refined minimum is below the
+  threshold, the band's two edges are located by root finding and the excluded interval is
+  split (edge kind 1);
+* intervals reaching an end of the grid are cut there (edge kind 2, "open": the true boundary
+  lies outside the grid).
+
+From the intervals:
+
+* ``g90`` -- the lowest excluded g_X per mass (lower end of the first excluded interval; the
+  usual exclusion curve).  The name follows the paper's 90% CL; the level actually used is the
+  scan's ``cl``.  ``g90_status`` says how it was obtained (:data:`G90_STATUS`);
+  ``g90_upper_bound`` flags masses where g90 equals the smallest grid coupling (excluded already
+  there: g90 is only an upper bound on the limit) and ``excluded_to_grid_top`` masses whose last
+  excluded interval reaches the largest grid coupling (the region continues above the grid);
+* ``lines`` -- the region boundary as polylines in (m_X [MeV], g_X), built by joining the
+  interval ends of neighbouring masses (straight in log-log); an allowed band that opens or
+  closes between two masses ends in a tip at the log-midpoint of the two masses.  Segments along
+  the grid edge (between open ends) are not boundary and are left out.  Unlike contour lines
+  traced on the grid (``grid_lines``, contourpy), a band thinner than the grid spacing stays one
+  band instead of breaking into dozens of closed fragments;
+* :meth:`ContourResult.polygons` -- non-overlapping quadrilaterals/triangles covering the
+  excluded region, for filling.
 
 :func:`contour` returns a typed :class:`ContourResult`; :func:`exclusion` returns the same as one
-NetCDF-ready ``xr.Dataset``.
+NetCDF-ready ``xr.Dataset`` (no NaN/inf anywhere: ragged parts are stored flat with indices).
+:func:`template_refiner` builds the ``refine`` callable from the forward-model templates of a
+polynomial-in-g^2 model and the scan made from them.
 """
 
 from __future__ import annotations
@@ -26,18 +50,41 @@ from dataclasses import dataclass, field
 import contourpy
 import numpy as np
 import xarray as xr
+from scipy.optimize import brentq, minimize_scalar
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
 
-__all__ = ["G90_STATUS", "ContourResult", "contour", "excluded_intervals", "exclusion"]
+__all__ = [
+    "EDGE_KIND",
+    "G90_STATUS",
+    "ContourResult",
+    "contour",
+    "excluded_intervals",
+    "exclusion",
+    "template_refiner",
+]
 
 #: Meaning of the per-mass ``g90_status`` codes.
 G90_STATUS = {
-    0: "crossing",  # g90 interpolated between an allowed and an excluded grid point
-    1: "none_excluded",  # nothing excluded at this mass within the grid: g90 = NaN
+    0: "crossing",  # g90 at a crossing between an allowed and an excluded grid point
+    1: "none_excluded",  # nothing excluded at this mass within the grid (g90: NaN / 0 in files)
     2: "excluded_at_grid_min",  # excluded already at the smallest g_X: g90 = min(g_X) is
     #                             only an upper bound on the true limit (extend the grid down)
 }
+
+#: Meaning of the interval-edge kinds.
+EDGE_KIND = {
+    0: "interpolated",  # linear interpolation of Delta in log10 g_X between grid points
+    1: "refined",  # root of the exact Delta - threshold (refine callable), |error| < 1e-10 dex
+    2: "grid_edge",  # interval cut at an end of the g_X grid (open: true edge is outside)
+}
+
+#: Grid local minima shallower than this (relative to Delta) are rounding noise (e.g. on the
+#: plateau of Delta at large g_X, where the profiled normalisation goes to 0) and are not refined.
+_MIN_DIP = 1e-7
+
+#: Absolute tolerance in log10 g_X of the root finding and of the bounded minimisation.
+_XTOL = 1e-11
 
 
 def _crossing(lg0, lg1, d0, d1, threshold):
@@ -48,8 +95,104 @@ def _crossing(lg0, lg1, d0, d1, threshold):
     return lg0 + t * (lg1 - lg0)
 
 
-def excluded_intervals(g_X, delta, threshold: float) -> np.ndarray:
-    """Excluded intervals in g_X at one mass, crossings interpolated in log10 g_X.
+def _check_row(g_X, delta):
+    g = np.asarray(g_X, dtype=float)
+    d = np.asarray(delta, dtype=float)
+    if g.ndim != 1 or d.shape != g.shape:
+        raise InvalidConfig(f"delta must have the shape of g_X {g.shape}; got {d.shape}",
+                            key="delta")
+    if np.any(np.isnan(d)):
+        raise NumericalError("the Delta surface contains NaN; the scan did not produce a "
+                             "valid statistic there (see its 'converged' variable)")
+    return g, d
+
+
+def _row_intervals(lg, d, threshold, f=None, stats=None):
+    """Excluded intervals of one mass column in log10 g_X.
+
+    ``f(lg_array) -> Delta`` is the exact statistic (or None).  Returns ``(edges, kinds)``: edges
+    (2k,) = [lo_0, hi_0, lo_1, hi_1, ...] in log10 g_X, kinds (2k,) int8 of :data:`EDGE_KIND`.
+    ``stats`` (dict) accumulates refinement counters.
+    """
+    G = lg.size
+    ex = d >= threshold
+    if not ex.any():
+        return np.empty(0), np.empty(0, dtype=np.int8)
+    step = np.diff(ex.astype(np.int8))
+    starts = np.flatnonzero(step == 1) + 1  # first excluded index of each run
+    ends = np.flatnonzero(step == -1)  # last excluded index of each run
+    if ex[0]:
+        starts = np.r_[0, starts]
+    if ex[-1]:
+        ends = np.r_[ends, G - 1]
+
+    def g(x):
+        return float(np.asarray(f(np.atleast_1d(x)), dtype=float)[0]) - threshold
+
+    # sign changes between grid neighbours: cells (j, j+1)
+    cells = np.r_[starts[starts > 0] - 1, ends[ends < G - 1]]
+    roots = {}
+    if f is not None and cells.size:
+        fa = np.asarray(f(lg[cells]), dtype=float) - threshold
+        fb = np.asarray(f(lg[cells + 1]), dtype=float) - threshold
+        for j, a, b in zip(cells, fa, fb):
+            if np.isfinite(a) and np.isfinite(b) and (a >= 0) != (b >= 0):
+                if a == 0.0 or b == 0.0:
+                    roots[j] = lg[j] if a == 0.0 else lg[j + 1]
+                else:
+                    roots[j] = brentq(g, lg[j], lg[j + 1], xtol=_XTOL, rtol=4 * np.finfo(float).eps)
+                stats["refined"] += 1
+            else:
+                stats["fallback"] += 1  # refine disagrees with the grid: keep interpolation
+
+    def edge(j):
+        if j in roots:
+            return roots[j], 1
+        return _crossing(lg[j], lg[j + 1], d[j], d[j + 1], threshold), 0
+
+    edges, kinds = [], []
+    for s, e in zip(starts, ends):
+        lo, klo = (lg[0], 2) if s == 0 else edge(s - 1)
+        hi, khi = (lg[-1], 2) if e == G - 1 else edge(e)
+        edges += [lo, hi]
+        kinds += [klo, khi]
+
+    # allowed bands missed by the grid: interior local minima above threshold
+    if f is not None and G >= 3:
+        k = np.arange(1, G - 1)
+        dm, d0, dp = d[k], d[k - 1], d[k + 1]
+        cand = k[ex[k] & ex[k - 1] & ex[k + 1] & (dm <= d0) & (dm <= dp)
+                 & (np.maximum(d0, dp) - dm > _MIN_DIP * np.abs(dm)) & np.isfinite(dm)]
+        for c in cand:
+            stats["minima_checked"] += 1
+            res = minimize_scalar(lambda x: g(x), bounds=(lg[c - 1], lg[c + 1]),
+                                  method="bounded", options={"xatol": _XTOL})
+            xm, fm = float(res.x), float(res.fun)
+            if not fm < 0.0:
+                continue
+            if not (g(lg[c - 1]) >= 0.0 and g(lg[c + 1]) >= 0.0):
+                stats["fallback"] += 1
+                continue
+            r0 = brentq(g, lg[c - 1], xm, xtol=_XTOL, rtol=4 * np.finfo(float).eps)
+            r1 = brentq(g, xm, lg[c + 1], xtol=_XTOL, rtol=4 * np.finfo(float).eps)
+            # split the interval containing the band: ... lo, [hi=r0], [lo=r1], hi ...
+            pos = int(np.searchsorted(np.asarray(edges), xm))
+            if pos % 2 != 1:  # not inside an excluded interval (cannot happen: ex[c] holds)
+                stats["fallback"] += 1
+                continue
+            edges[pos:pos] = [r0, r1]
+            kinds[pos:pos] = [1, 1]
+            stats["bands_found"] += 1
+    return np.asarray(edges, dtype=float), np.asarray(kinds, dtype=np.int8)
+
+
+def _new_stats():
+    return {"refined": 0, "fallback": 0, "minima_checked": 0, "bands_found": 0}
+
+
+def excluded_intervals(g_X, delta, threshold: float, *, refine=None,
+                       return_kinds: bool = False):
+    """Excluded intervals in g_X at one mass.
 
     Parameters
     ----------
@@ -59,6 +202,14 @@ def excluded_intervals(g_X, delta, threshold: float) -> np.ndarray:
         Delta statistic along the grid (NaN not allowed; +inf counts as excluded).
     threshold : float
         Excluded where ``delta >= threshold``.
+    refine : callable, optional
+        ``refine(g_values) -> delta values`` (1-D array in, same-shape array out): the exact
+        profiled Delta at this mass at arbitrary couplings, equal to ``delta`` on the grid.
+        With it, crossings are located by root finding in log10 g_X and allowed bands that fall
+        between grid points are found (see the module docstring).  Without it, crossings are
+        interpolated linearly in log10 g_X.
+    return_kinds : bool, optional
+        Also return the (k, 2) int8 array of edge kinds (:data:`EDGE_KIND`).
 
     Returns
     -------
@@ -73,37 +224,153 @@ def excluded_intervals(g_X, delta, threshold: float) -> np.ndarray:
     >>> excluded_intervals(g, [0.0, 10.0, 0.0, 5.0, 10.0], 5.0).round(6).tolist()
     [[3.162278, 31.622777], [1000.0, 10000.0]]
     """
-    g = np.asarray(g_X, dtype=float)
-    d = np.asarray(delta, dtype=float)
-    if g.ndim != 1 or d.shape != g.shape:
-        raise InvalidConfig(f"delta must have the shape of g_X {g.shape}; got {d.shape}",
-                            key="delta")
-    if np.any(np.isnan(d)):
-        raise NumericalError("the Delta surface contains NaN; the scan did not produce a "
-                             "valid statistic there (see its 'converged' variable)")
-    ex = d >= threshold
-    if not ex.any():
-        return np.empty((0, 2))
-    lg = np.log10(g)
-    edges = np.diff(ex.astype(np.int8))
-    starts = np.flatnonzero(edges == 1) + 1  # first excluded index of each run
-    ends = np.flatnonzero(edges == -1)  # last excluded index of each run
-    if ex[0]:
-        starts = np.r_[0, starts]
-    if ex[-1]:
-        ends = np.r_[ends, g.size - 1]
-    out = np.empty((starts.size, 2))
-    for k, (s, e) in enumerate(zip(starts, ends)):
-        lo = lg[0] if s == 0 else _crossing(lg[s - 1], lg[s], d[s - 1], d[s], threshold)
-        hi = lg[-1] if e == g.size - 1 else _crossing(lg[e], lg[e + 1], d[e], d[e + 1], threshold)
-        out[k] = lo, hi
-    out = 10.0**out
-    # exact grid ends (10**log10(g) may differ from g in the last bit)
-    out[starts == 0, 0] = g[0]
-    out[ends == g.size - 1, 1] = g[-1]
-    return out
+    g, d = _check_row(g_X, delta)
+    f = None if refine is None else (lambda lg_: refine(10.0**np.asarray(lg_, dtype=float)))
+    edges, kinds = _row_intervals(np.log10(g), d, float(threshold), f, _new_stats())
+    out, kinds = _to_g(edges, kinds, g)
+    return (out, kinds) if return_kinds else out
 
 
+def _to_g(edges, kinds, g):
+    """log10 edges -> (k, 2) g intervals with exact grid ends."""
+    out = (10.0**edges).reshape(-1, 2)
+    kinds = kinds.reshape(-1, 2)
+    out[:, 0][kinds[:, 0] == 2] = g[0]
+    out[:, 1][kinds[:, 1] == 2] = g[-1]
+    return out, kinds
+
+
+# --------------------------------------------------------------------------------------------
+# geometry: joining the intervals of neighbouring masses
+# --------------------------------------------------------------------------------------------
+def _align(a: tuple, b: tuple):
+    """Order-preserving matching of edge sequences ``a`` and ``b`` (alternating lo/hi).
+
+    The longer sequence loses adjacent pairs (an interval or a gap that ends between the two
+    masses); among those choices the one with the smallest total |shift| of matched edges wins.
+    Returns ``(pairs, drop_a, drop_b)``: matched index pairs and the first index of each dropped
+    adjacent pair.
+    """
+    p, q = len(a), len(b)
+    long_, short, swap = (a, b, False) if p >= q else (b, a, True)
+    n_l, n_s = len(long_), len(short)
+    inf = float("inf")
+    # cost[i][j]: best cost aligning long_[i:] with short[j:]
+    cost = [[inf] * (n_s + 1) for _ in range(n_l + 2)]
+    choice = [[None] * (n_s + 1) for _ in range(n_l + 2)]
+    cost[n_l][n_s] = 0.0
+    for i in range(n_l, -1, -1):
+        for j in range(n_s, -1, -1):
+            if (i - j) % 2 or (i == n_l and j == n_s):
+                continue
+            best, how = inf, None
+            if i < n_l and j < n_s and cost[i + 1][j + 1] < inf:
+                best, how = abs(long_[i] - short[j]) + cost[i + 1][j + 1], "m"
+            if i + 1 < n_l and cost[i + 2][j] < best:
+                best, how = cost[i + 2][j], "d"
+            cost[i][j], choice[i][j] = best, how
+    pairs, drops = [], []
+    i = j = 0
+    while (i, j) != (n_l, n_s):
+        if choice[i][j] == "m":
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        else:
+            drops.append(i)
+            i += 2
+    if swap:
+        return tuple((j, i) for i, j in pairs), (), tuple(drops)
+    return tuple(pairs), tuple(drops), ()
+
+
+def _geometry(lm, edges, kinds):
+    """Boundary polylines and fill polygons in (log10 m, log10 g) from per-column edges.
+
+    Returns ``(lines, closed, polygons)``: lists of (k, 2) arrays (closed lines repeat their first
+    vertex), closed flags, and polygons (quadrilaterals / triangles, counter-clockwise).
+    """
+    M = lm.size
+    nodes = []  # (x, y, open)
+    col_ids = []
+    for i in range(M):
+        ids = []
+        for e, k in zip(edges[i], kinds[i]):
+            ids.append(len(nodes))
+            nodes.append((lm[i], float(e), k == 2))
+        col_ids.append(ids)
+    segs = []
+    polys = []
+
+    def tip(x, e0, o0, e1, o1):
+        if o0 or o1:  # an end on the grid edge: the tip sits there
+            y = e0 if o0 else e1
+        else:
+            y = 0.5 * (e0 + e1)
+        nodes.append((x, y, bool(o0 or o1)))
+        return len(nodes) - 1, y
+
+    for i in range(M - 1):
+        A, B = edges[i], edges[i + 1]
+        if A.size == 0 and B.size == 0:
+            continue
+        pairs, drop_a, drop_b = _align(tuple(A.tolist()), tuple(B.tolist()))
+        xm = 0.5 * (lm[i] + lm[i + 1])
+        mid_a = np.empty(A.size)
+        mid_b = np.empty(B.size)
+        for a, b in pairs:
+            segs.append((col_ids[i][a], col_ids[i + 1][b]))
+            mid_a[a] = mid_b[b] = 0.5 * (A[a] + B[b])
+        for side, drops, E, K, ids, mid in ((0, drop_a, A, kinds[i], col_ids[i], mid_a),
+                                             (1, drop_b, B, kinds[i + 1], col_ids[i + 1], mid_b)):
+            for a in drops:
+                t, y = tip(xm, E[a], K[a] == 2, E[a + 1], K[a + 1] == 2)
+                segs.append((ids[a], t))
+                segs.append((ids[a + 1], t))
+                mid[a] = mid[a + 1] = y
+        # fill: half-strips [lm_i, xm] from the intervals of A and [xm, lm_i+1] from those of B
+        for k in range(0, A.size, 2):
+            polys.append(np.array([[lm[i], A[k]], [xm, mid_a[k]], [xm, mid_a[k + 1]],
+                                   [lm[i], A[k + 1]]]))
+        for k in range(0, B.size, 2):
+            polys.append(np.array([[xm, mid_b[k]], [lm[i + 1], B[k]], [lm[i + 1], B[k + 1]],
+                                   [xm, mid_b[k + 1]]]))
+
+    # boundary: drop segments along the grid edge, then chain (every node has degree <= 2)
+    adj = {}
+    for u, v in segs:
+        if nodes[u][2] and nodes[v][2]:
+            continue
+        adj.setdefault(u, []).append(v)
+        adj.setdefault(v, []).append(u)
+    seen = set()
+    lines, closed = [], []
+
+    def walk(start):
+        path, prev, cur = [start], None, start
+        seen.add(start)
+        while True:
+            nxt = next((w for w in adj[cur] if w != prev), None)
+            if nxt is None:  # open end
+                return path
+            path.append(nxt)
+            if nxt == start or nxt in seen:  # closed
+                return path
+            seen.add(nxt)
+            prev, cur = cur, nxt
+
+    for u in sorted(adj, key=lambda n: (len(adj[n]) != 1, n)):  # open chains first
+        if u in seen:
+            continue
+        path = walk(u)
+        xy = np.array([nodes[n][:2] for n in path], dtype=float)
+        lines.append(xy)
+        closed.append(len(path) > 2 and path[0] == path[-1])
+    return lines, closed, polys
+
+
+# --------------------------------------------------------------------------------------------
+# result
+# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ContourResult:
     """Exclusion derived from a scan (see :func:`contour`).
@@ -111,16 +378,25 @@ class ContourResult:
     Attributes
     ----------
     excluded : xarray.DataArray of bool, dims (m_X, g_X)
-        ``Delta >= threshold``.
+        ``Delta >= threshold`` on the grid.
     lines : tuple of numpy.ndarray
-        Threshold contour lines, each of shape (k, 2) with columns (m_X [MeV], g_X); a closed
-        line repeats its first vertex at the end.
+        Region boundary polylines built from the per-mass intervals (module docstring), each of
+        shape (k, 2) with columns (m_X [MeV], g_X); a closed line repeats its first vertex.
+    lines_closed : tuple of bool
+        Whether each line of ``lines`` is closed.
     intervals : tuple of numpy.ndarray
         One (k, 2) array of excluded ``[g_lo, g_hi]`` intervals per mass.
+    interval_kinds : tuple of numpy.ndarray
+        One (k, 2) int8 array per mass: how each interval end was obtained (:data:`EDGE_KIND`).
     g90 : xarray.DataArray, dims (m_X,)
-        Lowest excluded g_X per mass at the scan's CL (NaN where nothing is excluded).
+        Lowest excluded g_X per mass at the scan's CL (NaN where nothing is excluded; 0 in
+        :meth:`to_dataset`).
     g90_status : xarray.DataArray of int8, dims (m_X,)
         Codes of :data:`G90_STATUS`.
+    g90_upper_bound : xarray.DataArray of int8, dims (m_X,)
+        1 where g90 equals the smallest grid coupling (only an upper bound on the limit).
+    excluded_to_grid_top : xarray.DataArray of int8, dims (m_X,)
+        1 where the last excluded interval reaches the largest grid coupling.
     threshold, cl : float
         Threshold on the Delta statistic and its confidence level.
     ndof : int
@@ -128,7 +404,12 @@ class ContourResult:
     variable : str
         Name of the Delta variable used (``delta_chi2`` or ``delta_twice_nll``).
     attrs : dict
-        Scan attrs carried over (str / numbers).
+        Scan attrs carried over (str / numbers) plus the refinement counters
+        (``refined``, ``refine_crossings``, ``refine_fallbacks``, ``refine_minima_checked``,
+        ``refine_bands_found``).
+    grid_lines : tuple of numpy.ndarray
+        Threshold contour lines traced on the grid by contourpy (diagnostic only: thin allowed
+        bands come out as chains of closed fragments there).
     """
 
     excluded: xr.DataArray
@@ -141,49 +422,114 @@ class ContourResult:
     ndof: int
     variable: str
     attrs: dict = field(default_factory=dict)
+    interval_kinds: tuple = ()
+    lines_closed: tuple = ()
+    g90_upper_bound: xr.DataArray | None = None
+    excluded_to_grid_top: xr.DataArray | None = None
+    grid_lines: tuple = ()
+
+    def polygons(self) -> list:
+        """Non-overlapping polygons covering the excluded region, in (m_X [MeV], g_X).
+
+        Returns
+        -------
+        list of numpy.ndarray
+            (k, 2) vertex arrays (quadrilaterals and triangles, counter-clockwise in log-log,
+            not closed), built from the per-mass intervals like :attr:`lines`: each excluded
+            interval spreads half-way to the neighbouring masses, where it meets the matched
+            interval; bands and intervals that end between two masses end in a tip there.
+        """
+        _, _, polys = self._geometry()
+        return [10.0**p for p in polys]
+
+    def _geometry(self):
+        lm = np.log10(np.asarray(self.g90["m_X"].values, dtype=float))
+        edges = [np.log10(iv).ravel() for iv in self.intervals]
+        kinds = [np.asarray(k).ravel() for k in self.interval_kinds] or \
+            [np.zeros(e.size, np.int8) for e in edges]
+        return _geometry(lm, edges, kinds)
 
     def to_dataset(self) -> xr.Dataset:
-        """Everything as one NetCDF-ready dataset (ragged parts padded / flattened).
+        """Everything as one NetCDF-ready dataset; no NaN or inf is written.
 
         Returns
         -------
         xarray.Dataset
-            ``excluded`` (int8; m_X, g_X), ``g90`` and ``g90_status`` (m_X),
-            ``n_intervals`` (m_X), ``interval_lo``/``interval_hi`` (m_X, interval; NaN
-            padded), and the lines as vertices ``contour_m_X``, ``contour_g_X``,
-            ``contour_line`` (vertex; line index of each vertex).
+            Per grid point: ``excluded`` (int8; m_X, g_X).
+
+            Per mass (m_X): ``g90`` (0 where nothing is excluded, i.e. ``g90_status == 1``;
+            otherwise > 0), ``g90_status`` (:data:`G90_STATUS`), ``g90_upper_bound`` and
+            ``excluded_to_grid_top`` (int8 flags), ``n_intervals`` (int32) and
+            ``interval_start`` (int32, index of the mass's first interval in the flat list).
+
+            Flat list of excluded intervals (dim ``interval``, ordered by mass then g_X; the
+            intervals of mass ``i`` are ``interval_start[i] : interval_start[i] + n_intervals[i]``):
+            ``interval_m_index`` (int32), ``interval_m_X``, ``interval_g_lo``, ``interval_g_hi``,
+            ``interval_lo_kind``/``interval_hi_kind`` (int8, :data:`EDGE_KIND`).
+
+            Region boundary lines as vertices (dim ``vertex``): ``contour_m_X``,
+            ``contour_g_X``, ``contour_line`` (int32 line index of each vertex); per line
+            (dim ``line``): ``contour_line_closed`` (int8; a closed line repeats its first
+            vertex).
         """
         m = self.g90["m_X"]
-        k_max = max((len(iv) for iv in self.intervals), default=0)
-        lo = np.full((m.size, k_max), np.nan)
-        hi = np.full((m.size, k_max), np.nan)
-        for i, iv in enumerate(self.intervals):
-            lo[i, : len(iv)] = iv[:, 0]
-            hi[i, : len(iv)] = iv[:, 1]
-        verts = np.concatenate(self.lines) if self.lines else np.empty((0, 2))
+        n_int = np.array([len(iv) for iv in self.intervals], dtype=np.int32)
+        start = np.r_[0, np.cumsum(n_int)[:-1]].astype(np.int32)
+        if n_int.sum():
+            ivs = np.concatenate([np.asarray(iv, dtype=float).reshape(-1, 2)
+                                  for iv in self.intervals])
+            knd = np.concatenate([np.asarray(k, dtype=np.int8).reshape(-1, 2) for k in
+                                  self._kinds()])
+        else:
+            ivs, knd = np.empty((0, 2)), np.empty((0, 2), dtype=np.int8)
+        m_idx = np.repeat(np.arange(m.size, dtype=np.int32), n_int)
+        lines = self.lines
+        verts = np.concatenate(lines) if lines else np.empty((0, 2))
         line_id = np.concatenate(
-            [np.full(len(ln), i, dtype=np.int32) for i, ln in enumerate(self.lines)]
-        ) if self.lines else np.empty(0, dtype=np.int32)
+            [np.full(len(ln), i, dtype=np.int32) for i, ln in enumerate(lines)]
+        ) if lines else np.empty(0, dtype=np.int32)
+        closed = np.asarray(self.lines_closed or [False] * len(lines), dtype=np.int8)
         rule = f"{self.variable} >= {self.threshold:.6g}"
         cl_txt = f"{100 * self.cl:g}% CL" if np.isfinite(self.cl) else rule
+        kind_attrs = {"units": "1", "flag_values": np.array(sorted(EDGE_KIND), dtype=np.int8),
+                      "flag_meanings": " ".join(EDGE_KIND[k] for k in sorted(EDGE_KIND))}
+        g90 = self.g90.fillna(0.0)
+        g90.attrs = {**self.g90.attrs, "sentinel": 0.0,
+                     "comment": "0 where nothing is excluded (g90_status == 1)"}
+        ub, top = self._flags()
         ds = xr.Dataset(
             {
                 "excluded": (self.excluded.dims, self.excluded.values.astype(np.int8), {
                     "units": "1", "long_name": f"excluded ({rule})"}),
-                "g90": self.g90,
+                "g90": g90,
                 "g90_status": self.g90_status,
-                "n_intervals": (("m_X",), np.array([len(iv) for iv in self.intervals], np.int32),
-                                {"units": "1", "long_name": "number of excluded g_X intervals"}),
-                "interval_lo": (("m_X", "interval"), lo, {
+                "g90_upper_bound": ub,
+                "excluded_to_grid_top": top,
+                "n_intervals": (("m_X",), n_int, {
+                    "units": "1", "long_name": "number of excluded g_X intervals"}),
+                "interval_start": (("m_X",), start, {
+                    "units": "1", "long_name": "index of the first interval of this mass in "
+                                               "the flat interval list"}),
+                "interval_m_index": (("interval",), m_idx, {
+                    "units": "1", "long_name": "m_X index of the excluded interval"}),
+                "interval_m_X": (("interval",), np.asarray(m.values, float)[m_idx], {
+                    "units": "MeV", "long_name": "m_X of the excluded interval"}),
+                "interval_g_lo": (("interval",), ivs[:, 0], {
                     "units": "1", "long_name": f"lower end of excluded g_X interval ({cl_txt})"}),
-                "interval_hi": (("m_X", "interval"), hi, {
+                "interval_g_hi": (("interval",), ivs[:, 1], {
                     "units": "1", "long_name": f"upper end of excluded g_X interval ({cl_txt})"}),
+                "interval_lo_kind": (("interval",), knd[:, 0], {
+                    **kind_attrs, "long_name": "how the lower end was obtained"}),
+                "interval_hi_kind": (("interval",), knd[:, 1], {
+                    **kind_attrs, "long_name": "how the upper end was obtained"}),
                 "contour_m_X": (("vertex",), verts[:, 0], {
-                    "units": "MeV", "long_name": "m_X of threshold contour vertex"}),
+                    "units": "MeV", "long_name": "m_X of region boundary vertex"}),
                 "contour_g_X": (("vertex",), verts[:, 1], {
-                    "units": "1", "long_name": "g_X of threshold contour vertex"}),
+                    "units": "1", "long_name": "g_X of region boundary vertex"}),
                 "contour_line": (("vertex",), line_id, {
-                    "units": "1", "long_name": "index of the contour line of each vertex"}),
+                    "units": "1", "long_name": "index of the boundary line of each vertex"}),
+                "contour_line_closed": (("line",), closed, {
+                    "units": "1", "long_name": "boundary line is closed (1) or open (0)"}),
             },
             coords={"m_X": m, "g_X": self.excluded["g_X"]},
             attrs={
@@ -192,12 +538,40 @@ class ContourResult:
                 "cl": self.cl,
                 "ndof": self.ndof,
                 "statistic_variable": self.variable,
-                "contour_space": "log10(m_X / MeV), log10(g_X)",
-                "interval_rule": ("crossings interpolated linearly in log10 g_X; intervals "
+                "interval_rule": ("crossings interpolated linearly in log10 g_X, or roots of the "
+                                  "exact statistic where refined (interval_*_kind); intervals "
                                   "reaching an end of the grid are cut there"),
+                "contour_rule": ("region boundary joining the interval ends of neighbouring "
+                                 "masses, straight in log-log; bands/intervals ending between "
+                                 "two masses end in a tip at their log-midpoint; segments "
+                                 "along the grid edge are omitted"),
             },
         )
         return ds
+
+    def _kinds(self):
+        if self.interval_kinds:
+            return self.interval_kinds
+        return tuple(np.zeros((len(iv), 2), dtype=np.int8) for iv in self.intervals)
+
+    def _flags(self):
+        if self.g90_upper_bound is not None and self.excluded_to_grid_top is not None:
+            return self.g90_upper_bound, self.excluded_to_grid_top
+        return _flag_arrays(self.g90["m_X"], self._kinds())
+
+
+def _flag_arrays(m_coord, kinds):
+    ub = np.array([len(k) > 0 and k[0, 0] == 2 for k in kinds], dtype=np.int8)
+    top = np.array([len(k) > 0 and k[-1, 1] == 2 for k in kinds], dtype=np.int8)
+    mk = {"coords": {"m_X": m_coord}, "dims": ("m_X",)}
+    return (
+        xr.DataArray(ub, name="g90_upper_bound", attrs={
+            "units": "1", "long_name": "g90 equals the smallest grid g_X: only an upper bound "
+                                      "on the limit (1) or a crossing (0)"}, **mk),
+        xr.DataArray(top, name="excluded_to_grid_top", attrs={
+            "units": "1", "long_name": "excluded up to the largest grid g_X: the region "
+                                      "continues above the grid (1) or not (0)"}, **mk),
+    )
 
 
 def _surface(scan: xr.Dataset, variable: str | None) -> tuple[str, xr.DataArray]:
@@ -224,8 +598,8 @@ def _surface(scan: xr.Dataset, variable: str | None) -> tuple[str, xr.DataArray]
 
 
 def contour(scan: xr.Dataset, *, threshold: float | None = None,
-            variable: str | None = None) -> ContourResult:
-    """Excluded region, threshold contour lines and per-mass limits from a scan.
+            variable: str | None = None, refine=None) -> ContourResult:
+    """Excluded region, its boundary and per-mass limits from a scan.
 
     Parameters
     ----------
@@ -236,18 +610,23 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
         Threshold on Delta. Default: the scan's ``threshold`` attr.
     variable : str, optional
         Name of the Delta variable. Default: the scan's ``statistic_variable`` attr.
+    refine : callable, optional
+        ``refine(m_index, g_values) -> delta values``: the exact Delta (same variable and
+        reference as the scan) at mass ``m_X[m_index]`` and arbitrary couplings (1-D array in,
+        same-shape array out), e.g. :func:`template_refiner`.  It is called only at masses with
+        crossings or interior local minima of Delta above the threshold.  Without it, crossings
+        are interpolated linearly in log10 g_X and bands between grid points are not seen.
 
     Returns
     -------
     ContourResult
-        With ``.to_dataset()`` for NetCDF output.
+        With ``.to_dataset()`` for NetCDF output and ``.polygons()`` for filling.
 
     Notes
     -----
-    Contour lines are traced in (log10 m_X, log10 g_X) by contourpy (linear interpolation on
-    grid edges); the per-mass intervals use the same interpolation along g_X, so interval ends
-    coincide with the line vertices on the grid masses.  Excluded regions touching the edge of
-    the grid are open there: lines end at the boundary and intervals are cut at it.
+    The boundary (``lines``) joins interval ends of neighbouring masses; regions touching the
+    grid edge are open there (lines end, intervals are cut).  The raw contourpy lines of the
+    grid are kept in ``grid_lines`` for comparison.
     """
     name, da = _surface(scan, variable)
     attrs = dict(scan.attrs)
@@ -259,6 +638,9 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
     threshold = float(threshold)
     if not np.isfinite(threshold) or threshold <= 0:
         raise InvalidConfig(f"must be a finite positive Delta; got {threshold!r}", key="threshold")
+    if refine is not None and not callable(refine):
+        raise InvalidConfig("must be a callable refine(m_index, g_values) -> delta values",
+                            key="refine")
     cl = float(attrs.get("cl", np.nan))
     ndof = int(attrs.get("ndof", -1))
 
@@ -268,38 +650,61 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
                              "variable) before extracting contours")
     m = np.asarray(da["m_X"].values, dtype=float)
     g = np.asarray(da["g_X"].values, dtype=float)
+    lg = np.log10(g)
 
     excluded = xr.DataArray(delta >= threshold, coords={"m_X": da["m_X"], "g_X": da["g_X"]},
                             dims=("m_X", "g_X"), name="excluded")
-    intervals = tuple(excluded_intervals(g, row, threshold) for row in delta)
+    stats = _new_stats()
+    edges, kinds = [], []
+    for i, row in enumerate(delta):
+        f = None if refine is None else (
+            lambda x, i=i: np.asarray(refine(i, 10.0**np.asarray(x, dtype=float)), dtype=float))
+        e, k = _row_intervals(lg, row, threshold, f, stats)
+        edges.append(e)
+        kinds.append(k)
+    pairs = [_to_g(e, k, g) for e, k in zip(edges, kinds)]
+    intervals = tuple(p[0] for p in pairs)
+    interval_kinds = tuple(p[1] for p in pairs)
     g90_values = np.array([iv[0, 0] if len(iv) else np.nan for iv in intervals])
     status = np.array([1 if len(iv) == 0 else (2 if row[0] >= threshold else 0)
                        for iv, row in zip(intervals, delta)], dtype=np.int8)
     cl_txt = f"{100 * cl:g}% CL" if np.isfinite(cl) else f"{name} >= {threshold:.6g}"
     g90 = xr.DataArray(g90_values, coords={"m_X": da["m_X"]}, dims=("m_X",), name="g90",
-                           attrs={"units": "1", "long_name": f"lowest excluded g_X ({cl_txt})"})
+                       attrs={"units": "1", "long_name": f"lowest excluded g_X ({cl_txt})"})
     g90_status = xr.DataArray(
         status, coords={"m_X": da["m_X"]}, dims=("m_X",), name="g90_status",
         attrs={"units": "1", "long_name": "status of g90",
                "flag_values": np.array(sorted(G90_STATUS), dtype=np.int8),
                "flag_meanings": " ".join(G90_STATUS[k] for k in sorted(G90_STATUS))})
+    ub, top = _flag_arrays(da["m_X"], interval_kinds)
 
-    lines: tuple = ()
+    # boundary from the intervals: edges in log10 g with exact grid ends
+    lines_log, closed, _ = _geometry(np.log10(m), [np.log10(iv).ravel() for iv in intervals],
+                                     [k.ravel() for k in interval_kinds])
+    lines = tuple(10.0**ln for ln in lines_log)
+
+    grid_lines: tuple = ()
     if m.size >= 2 and g.size >= 2:
         z = delta.T.copy()  # contourpy wants z[y, x] = z[g, m]
         inf = np.isinf(z)
         if inf.any():
             finite_max = np.max(z[~inf], initial=threshold)
             z[inf] = 10.0 * max(finite_max, threshold)
-        gen = contourpy.contour_generator(np.log10(m), np.log10(g), z, line_type="Separate")
-        lines = tuple(10.0 ** np.asarray(ln, dtype=float) for ln in gen.lines(threshold))
+        gen = contourpy.contour_generator(np.log10(m), lg, z, line_type="Separate")
+        grid_lines = tuple(10.0 ** np.asarray(ln, dtype=float) for ln in gen.lines(threshold))
+    attrs.update(refined=int(refine is not None), refine_crossings=stats["refined"],
+                 refine_fallbacks=stats["fallback"],
+                 refine_minima_checked=stats["minima_checked"],
+                 refine_bands_found=stats["bands_found"])
     return ContourResult(excluded=excluded, lines=lines, intervals=intervals, g90=g90,
                          g90_status=g90_status, threshold=threshold, cl=cl, ndof=ndof,
-                         variable=name, attrs=attrs)
+                         variable=name, attrs=attrs, interval_kinds=interval_kinds,
+                         lines_closed=tuple(closed), g90_upper_bound=ub,
+                         excluded_to_grid_top=top, grid_lines=grid_lines)
 
 
 def exclusion(scan: xr.Dataset, *, threshold: float | None = None,
-              variable: str | None = None) -> xr.Dataset:
+              variable: str | None = None, refine=None) -> xr.Dataset:
     """:func:`contour` as one dataset: ``contour(scan, ...).to_dataset()``.
 
     Parameters
@@ -310,11 +715,79 @@ def exclusion(scan: xr.Dataset, *, threshold: float | None = None,
         Threshold on Delta. Default: the scan's ``threshold`` attr.
     variable : str, optional
         Name of the Delta variable. Default: the scan's ``statistic_variable`` attr.
+    refine : callable, optional
+        ``refine(m_index, g_values) -> delta values`` (see :func:`contour`).
 
     Returns
     -------
     xarray.Dataset
-        See :meth:`ContourResult.to_dataset` (``excluded``, ``g90``, ``g90_status``,
-        intervals and contour vertices).
+        See :meth:`ContourResult.to_dataset` (``excluded``, ``g90`` (0 = nothing excluded),
+        ``g90_status``, flags, the flat interval list and the boundary vertices).
     """
-    return contour(scan, threshold=threshold, variable=variable).to_dataset()
+    return contour(scan, threshold=threshold, variable=variable, refine=refine).to_dataset()
+
+
+# --------------------------------------------------------------------------------------------
+# exact Delta from templates
+# --------------------------------------------------------------------------------------------
+def template_refiner(templates: xr.Dataset, scan: xr.Dataset):
+    """``refine(m_index, g_values)`` for :func:`contour` from the templates a scan was made of.
+
+    Parameters
+    ----------
+    templates : xarray.Dataset
+        The forward-model templates passed to :func:`~nuinfer.infer.scan.scan`
+        (``T(power, m_X, bin)``; ``R = T0 + g^2 T1 + g^4 T2``).
+    scan : xarray.Dataset
+        The scan made from them (its ``bin_used``, ``observed_counts``, ``sigma_sys``,
+        ``sigma_bg``, ``statistic`` and Delta reference are reused).
+
+    Returns
+    -------
+    callable
+        ``refine(m_index, g_values) -> delta values``: the profiled statistic at those
+        couplings (closed form for ``eq26``, Newton for ``poisson``) minus the scan's reference
+        at that mass, so that it reproduces the scan's Delta on the grid.
+    """
+    from nuinfer.infer.costs import _poisson_kernel, background_counts, eq26_variance
+    from nuinfer.infer.profile import _newton_poisson, _profile_eq26_templates
+
+    used = np.asarray(scan["bin_used"].values, dtype=bool)
+    T = templates["T"].transpose("power", "m_X", "bin").sel(power=[0, 1, 2]).values
+    T = np.asarray(T, dtype=float)[:, :, used]
+    if T.shape[1] != scan.sizes["m_X"]:
+        raise InvalidConfig(f"templates have {T.shape[1]} masses, the scan "
+                            f"{scan.sizes['m_X']}", key="templates")
+    r_sm = np.asarray(scan["R_SM"].values, dtype=float)[used]
+    D = np.asarray(scan["observed_counts"].values, dtype=float)[used]
+    sigma_sys = float(scan.attrs["sigma_sys"])
+    sigma_bg = float(scan.attrs["sigma_bg"])
+    statistic = scan.attrs.get("statistic", "eq26")
+    name = scan.attrs["statistic_variable"]
+    raw = scan.attrs.get("statistic_scale", name.removeprefix("delta_"))
+    # reference per mass: stat - delta on the grid (constant along g_X)
+    offset = np.median(np.asarray((scan[raw] - scan[name]).transpose("m_X", "g_X").values),
+                       axis=1)
+    if statistic == "eq26":
+        inv = 1.0 / np.sqrt(eq26_variance(r_sm, sigma_bg))
+        Ts, d = T * inv, D * inv
+
+        def stat(i, g):
+            return _profile_eq26_templates(Ts[:, [i]], g * g, d, sigma_sys)[0][0]
+    elif statistic == "poisson":
+        B = background_counts(r_sm, sigma_bg)
+
+        def stat(i, g):
+            g2 = g * g
+            R = T[0, i] + g2[:, None] * T[1, i] + (g2 * g2)[:, None] * T[2, i]
+            R = np.maximum(R, 0.0)
+            b, _ = _newton_poisson(R, D, B, sigma_sys, rtol=1e-12, max_iter=200)
+            return _poisson_kernel(b, R, D, B, sigma_sys)
+    else:
+        raise InvalidConfig(f"no refiner for statistic {statistic!r}", key="statistic")
+
+    def refine(i, g_values):
+        g = np.atleast_1d(np.asarray(g_values, dtype=float))
+        return stat(int(i), g) - offset[int(i)]
+
+    return refine
