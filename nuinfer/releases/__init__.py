@@ -1,0 +1,1 @@
+"""Readers for published experimental data releases (binned data, templates, exposures)."""
