@@ -115,7 +115,8 @@ def g90_table(scan_ds: xr.Dataset, masses=REFERENCE_MASSES_MEV) -> dict:
         if mm < m[0] * (1 - 1e-9) or mm > m[-1] * (1 + 1e-9):
             out[f"{mm:g}"] = None
             continue
-        v = np.interp(np.log(mm), np.log(m), np.log(np.where(np.isfinite(g90.values), g90.values, np.nan)))
+        ok = (ex["g90_status"].values != 1) & (g90.values > 0)  # status 1: nothing excluded (g90 = 0)
+        v = np.interp(np.log(mm), np.log(m), np.log(np.where(ok, g90.values, 1.0)) + np.where(ok, 0.0, np.nan))
         out[f"{mm:g}"] = float(np.exp(v)) if np.isfinite(v) else None
     return out
 

@@ -28,17 +28,14 @@ def read(path) -> tuple[str, dict]:
     """``(family, internal mapping)`` of an analysis file (clear errors for missing or malformed files)."""
     from nuinfer.config import read_toml
 
-    raw, p = read_toml(path)
-    if not is_unified(raw):
-        raise InvalidConfig(f"{p or 'the mapping'} has no [experiment] table: every analysis file starts with "
-                            "[experiment] and [signal] (docs/analysis-files.md; presets in models/)", key="experiment")
+    raw, _ = read_toml(path)
     return lower(raw)
 
 
 def read_analysis(path_or_dict, expect: str):
     """``(internal mapping, path, family or None)`` for a loader of family ``expect``.
 
-    Files must follow the analysis-file schema.  A mapping may also be given in the internal,
+    Files always follow the analysis-file schema.  A mapping may also be given in the internal,
     already-lowered form (family ``None``: programmatic use, no key translation needed).
     """
     from nuinfer.config import read_toml
@@ -46,9 +43,6 @@ def read_analysis(path_or_dict, expect: str):
     raw, path = read_toml(path_or_dict)
     if isinstance(path_or_dict, dict) and not is_unified(raw):
         return raw, path, None
-    if not is_unified(raw):
-        raise InvalidConfig(f"{path} has no [experiment] table: every analysis file starts with [experiment] and "
-                            "[signal] (docs/analysis-files.md; presets in models/)", key="experiment")
     fam, low = lower(raw)
     if fam != expect:
         raise InvalidConfig(f"{path or 'this analysis'} is a {fam} analysis; it supports "
