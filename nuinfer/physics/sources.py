@@ -14,7 +14,8 @@ spectra are shipped and nothing under ``shared/data`` is read at run time):
   ``E_nu^2 W p F(Z', W)`` with the relativistic positron Fermi function
   (:func:`positron_fermi_function`).
 * ``8B``: the allowed spectrum folded over the broad 8Be(2+) final state, described by a
-  two-level Breit-Wigner density with energy-dependent width (:func:`be8_final_state_density`).
+  single-channel, two-level R-matrix density with the exact l = 2 alpha-alpha Coulomb
+  penetrability and shift factor (:func:`be8_final_state_density`).
 * ``atm``: FLUKA (Battistoni et al. 2005) fluxes per flavour, parametrised as a log-log cubic
   continuum plus a smeared muon decay-at-rest (Michel) component and, for muon flavours, the
   29.79 MeV pion decay-at-rest line (:func:`atmospheric_flux`).
@@ -35,9 +36,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from scipy.integrate import solve_ivp
+from scipy.interpolate import CubicSpline
 from scipy.special import erf, loggamma
 
-from ..constants import ALPHA_EM, M_ALPHA, M_E, M_MU, M_PI_CHARGED
+from ..constants import ALPHA_EM, HBARC_MEV_FM, M_ALPHA, M_E, M_MU, M_PI_CHARGED
 from ..exceptions import DataFileError, InvalidConfig, NumericalError, UnphysicalInput
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "resolve_total_flux",
     "positron_fermi_function",
     "beta_plus_spectrum",
+    "alpha_alpha_penetrability",
     "be8_final_state_density",
     "b8_spectrum",
     "atmospheric_flux",
@@ -454,7 +458,7 @@ def beta_plus_spectrum(E, endpoint: float, Z_daughter: float) -> np.ndarray:
 
 
 # =============================================================================================
-# 8B: allowed spectrum folded over the 8Be(2+) final-state density
+# 8B: allowed spectrum folded over the 8Be(2+) final-state density (single-channel R-matrix)
 # =============================================================================================
 
 #: 8B -> 8Be(g.s.) electron-capture Q value (atomic mass difference) [MeV]: mass excesses
@@ -464,63 +468,212 @@ B8_Q_EC = 17.9799
 B8_E_NU_MAX = B8_Q_EC - 2.0 * M_E
 #: 8Be ground state above the 2-alpha threshold [MeV] (TUNL, Tilley et al. NPA 745 (2004) 155)
 BE8_GS_ABOVE_2ALPHA = 0.09184
-#: the isospin-mixed 2+ doublet at 16.626 / 16.922 MeV, treated as one narrow level
-#: (centroid [MeV], width [MeV]); its tail interferes with the 3 MeV level (fixed, not fitted).
-BE8_DOUBLET = (16.7, 0.1)
-#: fitted two-level final-state parameters (E_r [MeV, 8Be excitation], Gamma_r [MeV] formal width
-#: at E_r, c = relative amplitude of the doublet level): least-squares fit of :func:`b8_spectrum`
-#: to J.N. Bahcall's 8B table (Bahcall et al., PRC 54 (1996) 411; best-estimate column),
-#: see scripts/fit_source_parametrisations.py.  Integral |difference| 0.0009, mean energy 0.002 %.
-B8_LEVEL_PARAMS = (3.4571, 2.3796, -1.1027)
+#: alpha-alpha orbital angular momentum of the 2+ final states fed by the allowed 8B(2+) decay
+BE8_L = 2
+#: R-matrix channel radius [fm].  Chosen with the fit (scripts/fit_source_parametrisations.py), which
+#: reproduces Bahcall's table to max 1.2 / 1.4 / 1.7 / 2.2 % (1-15 MeV) for a = 3.5 / 4.0 / 4.5 / 5.0 fm;
+#: 4.5 fm is the smallest radius at which the fitted reduced width of the broad level stays below the
+#: Wigner limit 3 hbar^2 / (2 mu a^2) = 1.55 MeV (4.0 fm: 2.23 MeV vs 1.96 MeV; 3.5 fm: 6.6 vs 2.6 MeV).
+BE8_CHANNEL_RADIUS_FM = 4.5
+#: the isospin-mixed 2+ doublet at 16.626 MeV (Gamma = 108 keV) and 16.922 MeV (74 keV) (TUNL,
+#: Tilley et al. 2004), treated as one narrow level: (E_x centroid [MeV], alpha width [MeV] at the
+#: centroid, from which its reduced width gamma^2 = Gamma / (2 P) follows).  Fixed, not fitted.
+BE8_DOUBLET = (16.774, 0.091)
+#: fitted final-state parameters ``(E_1, gamma_1^2, b_2)``: E_x of the broad 2+ level [MeV], its
+#: reduced alpha width [MeV], and the beta-feeding amplitude of the doublet relative to it.
+#: Least squares (relative residuals, 0.5-15.2 MeV) of :func:`b8_spectrum` against J.N. Bahcall's
+#: 8B table (Bahcall et al., PRC 54 (1996) 411; best-estimate column), see
+#: scripts/fit_source_parametrisations.py.  Measured: max |shape / table - 1| = 1.7 % on 1-15 MeV
+#: (the table itself is rough at the 1-2 % level near 15 MeV: piecewise-linear segments); fraction
+#: above 14 MeV 0.995x the table's; integral |difference| 7e-4; see docs/sources.md.
+B8_LEVEL_PARAMS = (3.2221, 1.1825, -19.0161)
+
+#: eta * k of the alpha-alpha channel, Z_a^2 alpha mu c^2 / (hbar c) [fm^-1], mu = m_alpha / 2
+_AA_ETA_K = 4.0 * ALPHA_EM * 0.5 * M_ALPHA / HBARC_MEV_FM
 
 
-def be8_final_state_density(E_x, params=B8_LEVEL_PARAMS) -> np.ndarray:
-    """Density of 8Be final states populated in 8B beta+ decay (arbitrary normalisation).
+def _coulomb_asymptotic(L: int, eta, rho):
+    """Coulomb F_L, G_L, dF_L/drho, dG_L/drho for rho >> eta, L (asymptotic series).
 
-    Two interfering levels with an energy-dependent width (an R-matrix-like single-channel form):
+    M. Abramowitz and I.A. Stegun, Handbook of Mathematical Functions (1964), Eqs. 14.5.1-14.5.8:
+    ``F = g cos(theta) + f sin(theta)``, ``G = f cos(theta) - g sin(theta)``,
+    ``theta = rho - eta ln(2 rho) - L pi/2 + sigma_L``, ``sigma_L = arg Gamma(L + 1 + i eta)``.
+    """
+    f, g = np.ones_like(rho), np.zeros_like(rho)
+    fs, gs = np.zeros_like(rho), 1.0 - eta / rho
+    F, G, FS, GS = f.copy(), g.copy(), fs.copy(), gs.copy()
+    last = np.inf
+    for k in range(80):
+        a = (2 * k + 1) * eta / ((2 * k + 2) * rho)
+        b = (L * (L + 1) - k * (k + 1) + eta**2) / ((2 * k + 2) * rho)
+        f, g = a * f - b * g, a * g + b * f
+        fs, gs = a * fs - b * gs - f / rho, a * gs + b * fs - g / rho
+        size = float(np.max(np.abs(np.concatenate([f, g, fs, gs]))))
+        if size > last and k > 2:  # pragma: no cover - the callers choose rho so this never happens
+            raise NumericalError(f"Coulomb asymptotic series diverges (rho = {rho.min():.3g}, eta = {eta.max():.3g})")
+        F, G, FS, GS = F + f, G + g, FS + fs, GS + gs
+        last = size
+        if size < 1e-17:
+            break
+    theta = rho - eta * np.log(2.0 * rho) - 0.5 * L * np.pi + loggamma(L + 1 + 1j * eta).imag
+    c, s = np.cos(theta), np.sin(theta)
+    return G * c + F * s, F * c - G * s, GS * c + FS * s, FS * c - GS * s
 
-    ``rho(E_x) = P(E) |1 / (E_r - E_x - i Gamma(E)/2) + c / (E_2 - E_x - i Gamma_2/2)|^2``,
-    ``Gamma(E) = Gamma_r P(E) / P(E_r)``, ``P(E) = sqrt(E) exp(-2 pi eta(E))``,
 
-    where ``E = E_x + 0.09184 MeV`` is the alpha-alpha relative energy,
-    ``eta = Z_a^2 alpha sqrt(mu / 2E)`` (``mu = m_alpha / 2``) the Sommerfeld parameter, the first
-    level is the broad 2+ state at ~3 MeV and the second the 16.6/16.9 MeV doublet.  The l = 2
-    centrifugal factor is absorbed in the fitted ``(E_r, Gamma_r, c)``.
+def alpha_alpha_penetrability(E_aa, L: int = BE8_L, a: float = BE8_CHANNEL_RADIUS_FM):
+    """Coulomb penetrability and shift factor of the alpha-alpha channel at radius ``a``.
+
+    ``P_L = rho / (F_L^2 + G_L^2)`` and ``S_L = rho (F_L F_L' + G_L G_L') / (F_L^2 + G_L^2)`` at
+    ``rho = k a`` (A.M. Lane and R.G. Thomas, Rev. Mod. Phys. 30 (1958) 257), with the regular and
+    irregular Coulomb functions F_L, G_L of ``eta = Z_a^2 alpha sqrt(mu / 2E)``.  F and G are
+    started from their asymptotic series far outside the barrier (``k r >= 60``) and integrated
+    inwards to ``r = a`` (DOP853, rtol 1e-11): G grows inwards, so this direction is stable.
+    Agreement with ``mpmath.coulombf/coulombg`` is ~1e-12 (tests/test_b8_shape.py).
+
+    Parameters
+    ----------
+    E_aa : array_like
+        alpha-alpha relative (c.m.) energy [MeV], > 0.
+    L : int
+        Orbital angular momentum.
+    a : float
+        Channel radius [fm].
+
+    Returns
+    -------
+    (P, S) : tuple of numpy.ndarray
+        Dimensionless penetrability and shift factor, shaped like ``E_aa``.
+    """
+    E = np.atleast_1d(np.asarray(E_aa, dtype=float))
+    if not np.all(np.isfinite(E) & (E > 0)):
+        raise UnphysicalInput("alpha-alpha energies must be finite and > 0 MeV")
+    flat = E.ravel()
+    n = flat.size
+    k = np.sqrt(2.0 * 0.5 * M_ALPHA * flat) / HBARC_MEV_FM  # [fm^-1]
+    eta = _AA_ETA_K / k
+    rho_far_needed = np.maximum(60.0, 2.0 * (eta**2 + L * (L + 1)))
+    r_far = max(float(np.max(rho_far_needed / k)), 2.0 * a)
+    F, G, Fp, Gp = _coulomb_asymptotic(L, eta, k * r_far)
+    w_l = L * (L + 1)
+
+    def rhs(r, y):
+        w = w_l / r**2 + 2.0 * _AA_ETA_K / r - k**2  # u'' = w u  (radial Coulomb equation in r)
+        return np.concatenate([y[n:2 * n], w * y[:n], y[3 * n:], w * y[2 * n:3 * n]])
+
+    sol = solve_ivp(rhs, (r_far, a), np.concatenate([F, k * Fp, G, k * Gp]), method="DOP853",
+                    rtol=1e-11, atol=1e-14, t_eval=[a])
+    if not sol.success:  # pragma: no cover
+        raise NumericalError(f"Coulomb-function integration failed: {sol.message}")
+    y = sol.y[:, -1]
+    F, Fp, G, Gp = y[:n], y[n:2 * n] / k, y[2 * n:3 * n], y[3 * n:] / k
+    rho = k * a
+    m2 = F * F + G * G
+    return (rho / m2).reshape(E.shape), (rho * (F * Fp + G * Gp) / m2).reshape(E.shape)
+
+
+@lru_cache(maxsize=8)
+def _be8_channel_functions(a: float):
+    """Cubic splines of ln P_2 and S_2 against ln E_aa on [threshold of 8Be g.s., 8B endpoint]."""
+    x = np.linspace(math.log(BE8_GS_ABOVE_2ALPHA), math.log(B8_E_NU_MAX + BE8_GS_ABOVE_2ALPHA + 0.05), 320)
+    P, S = alpha_alpha_penetrability(np.exp(x), BE8_L, a)
+    return CubicSpline(x, np.log(P)), CubicSpline(x, S)
+
+
+def be8_final_state_density(E_x, params=B8_LEVEL_PARAMS, channel_radius: float = BE8_CHANNEL_RADIUS_FM) -> np.ndarray:
+    """Density of 8Be(2+) final states populated in 8B beta+ decay (arbitrary normalisation).
+
+    Single-channel (alpha + alpha, l = 2), two-level R-matrix for beta-delayed particle emission
+    (A.M. Lane and R.G. Thomas, Rev. Mod. Phys. 30 (1958) 257; applied to 8B and 8Li by
+    E.K. Warburton, PRC 33 (1986) 303):
+
+    ``rho(E) = P(E) |sum_l b_l gamma_l / (E_l - E)|^2 / |1 - (S(E) - B + i P(E)) sum_l gamma_l^2 / (E_l - E)|^2``
+
+    with ``E`` the 8Be excitation, ``P``, ``S`` the exact Coulomb penetrability and shift factor
+    (:func:`alpha_alpha_penetrability`) at the alpha-alpha energy ``E + 0.09184 MeV``, the
+    boundary parameter ``B = S(E_1)``, level 1 the broad 2+ state near 3 MeV
+    (``E_1``, ``gamma_1^2`` fitted, ``b_1 = 1``) and level 2 the 16.6/16.9 MeV doublet
+    (:data:`BE8_DOUBLET`, fixed; ``b_2`` fitted), whose interference supplies the long high-E_x
+    tail.  The l = 2 penetrability makes the density vanish steeply towards E_x -> 0, i.e. fixes the
+    high-energy end of the neutrino spectrum.
 
     Parameters
     ----------
     E_x : array_like
         8Be excitation energy above its ground state [MeV].
     params : tuple of float
-        ``(E_r, Gamma_r, c)``; default :data:`B8_LEVEL_PARAMS`.
+        ``(E_1 [MeV], gamma_1^2 [MeV], b_2)``; default :data:`B8_LEVEL_PARAMS`.
+    channel_radius : float
+        R-matrix channel radius [fm]; the default parameters were fitted with the default
+        :data:`BE8_CHANNEL_RADIUS_FM`.
 
     Returns
     -------
     numpy.ndarray
-        rho(E_x) >= 0 (0 for E_x < 0).
+        rho(E_x) >= 0 (0 for E_x < 0 and above the 8B endpoint).
     """
-    E_r, gamma_r, c = params
+    E1, g1, b2 = (float(v) for v in params)
     E_x = np.asarray(E_x, dtype=float)
-    E_aa = np.maximum(E_x, 0.0) + BE8_GS_ABOVE_2ALPHA
-    mu = 0.5 * M_ALPHA
-    two_pi_eta = 2.0 * np.pi * 4.0 * ALPHA_EM * np.sqrt(mu / (2.0 * E_aa))
-    E_aa_r = E_r + BE8_GS_ABOVE_2ALPHA
-    two_pi_eta_r = 2.0 * np.pi * 4.0 * ALPHA_EM * math.sqrt(mu / (2.0 * E_aa_r))
-    penetrability = np.sqrt(E_aa / E_aa_r) * np.exp(two_pi_eta_r - two_pi_eta)  # P(E) / P(E_r)
-    width = gamma_r * penetrability
-    e2, g2 = BE8_DOUBLET
-    amp = 1.0 / (E_r - E_x - 0.5j * width) + c / (e2 - E_x - 0.5j * g2)
-    return np.where(E_x >= 0, penetrability * np.abs(amp) ** 2, 0.0)
+    ln_p, s_fn = _be8_channel_functions(float(channel_radius))
+    x_hi = B8_E_NU_MAX + 0.05
+    e = np.clip(E_x, 0.0, x_hi)
+    ln_e = np.log(e + BE8_GS_ABOVE_2ALPHA)
+    P = np.exp(ln_p(ln_e))
+    S = s_fn(ln_e)
+    B = float(s_fn(math.log(E1 + BE8_GS_ABOVE_2ALPHA)))
+    E2, width2 = BE8_DOUBLET
+    g2 = width2 / (2.0 * math.exp(float(ln_p(math.log(E2 + BE8_GS_ABOVE_2ALPHA)))))
+    # sums multiplied through by d = (E_1 - E)(E_2 - E): no poles at the level energies
+    d1, d2 = E1 - e, E2 - e
+    amp = math.sqrt(g1) * d2 + b2 * math.sqrt(g2) * d1
+    r_d = g1 * d2 + g2 * d1
+    den = np.abs(d1 * d2 - (S - B + 1j * P) * r_d) ** 2
+    return np.where((E_x >= 0) & (E_x <= x_hi), P * amp * amp / den, 0.0)
 
 
-_B8_T_NODES, _B8_T_WEIGHTS = _gauss_legendre_panels([0.0, 0.05, 0.12, 0.2, 0.3, 0.45, 0.65, 0.85, 1.0], 16)
+#: inner (E_x) quadrature of :func:`b8_spectrum`: composite Gauss-Legendre, 12 nodes per panel.
+#: Fixed panels: 6 panels uniform in ln(E_x + 0.09184 MeV) up to E_x = 3.3 MeV (the l = 2 barrier
+#: makes rho vary over orders of magnitude there), then linear panels that resolve the 16.6/16.9 MeV
+#: doublet; moving breaks at positron kinetic energies 1, 5, 20, 80 keV below the upper limit
+#: (the positron Fermi function switches on over ~10 keV).  Measured against adaptive quadrature:
+#: relative error < 3e-8 at every E_nu in 0.01-16.9 MeV.
+_B8_EX_LOG_TOP = 3.3
+_B8_EX_FIXED = np.r_[
+    np.r_[0.0, BE8_GS_ABOVE_2ALPHA * np.exp(np.linspace(0.0, math.log((_B8_EX_LOG_TOP + BE8_GS_ABOVE_2ALPHA)
+                                                                       / BE8_GS_ABOVE_2ALPHA), 7))[1:]
+          - BE8_GS_ABOVE_2ALPHA],
+    [4.3, 5.5, 7.0, 9.0, 11.5, 14.0, 15.8, 16.5, 16.65, 16.73, 16.8, 16.87, 17.0],
+]
+_B8_EX_MOVING = np.array([0.001, 0.005, 0.02, 0.08])
+_B8_GL_T, _B8_GL_W = np.polynomial.legendre.leggauss(12)
+_B8_GL_T, _B8_GL_W = 0.5 * (_B8_GL_T + 1.0), 0.5 * _B8_GL_W
+_B8_CHUNK = 1024  # energies per vectorised block (bounds the (E, node) work arrays to a few MB)
 
 
-def b8_spectrum(E, params=B8_LEVEL_PARAMS) -> np.ndarray:
+def _b8_block(e: np.ndarray, params, channel_radius: float) -> np.ndarray:
+    """Inner E_x integral of :func:`b8_spectrum` for a 1-d block of energies 0 <= e < B8_E_NU_MAX."""
+    e = e[:, None]
+    x_max = B8_E_NU_MAX - e  # largest excitation that still lets the positron out
+    br = np.concatenate([np.broadcast_to(_B8_EX_FIXED, (e.shape[0], _B8_EX_FIXED.size)), x_max - _B8_EX_MOVING], axis=1)
+    br = np.clip(np.sort(br, axis=1), 0.0, x_max)
+    lo, hi = br[:, :-1], br[:, 1:]
+    logp = hi <= _B8_EX_LOG_TOP + 1e-12  # panels integrated in ln(E_x + E_gs)
+    u_lo = np.where(logp, np.log(lo + BE8_GS_ABOVE_2ALPHA), lo)
+    u_hi = np.where(logp, np.log(hi + BE8_GS_ABOVE_2ALPHA), hi)
+    u = u_lo[..., None] + (u_hi - u_lo)[..., None] * _B8_GL_T
+    e_x = np.where(logp[..., None], np.exp(u) - BE8_GS_ABOVE_2ALPHA, u)
+    w = (u_hi - u_lo)[..., None] * _B8_GL_W * np.where(logp[..., None], e_x + BE8_GS_ABOVE_2ALPHA, 1.0)
+    e_x = np.clip(e_x.reshape(e.shape[0], -1), 0.0, x_max)
+    kernel = beta_plus_spectrum(e, B8_E_NU_MAX - e_x, 4)
+    rho = be8_final_state_density(e_x, params, channel_radius)
+    return np.sum(kernel * rho * w.reshape(e.shape[0], -1), axis=1)
+
+
+def b8_spectrum(E, params=B8_LEVEL_PARAMS, channel_radius: float = BE8_CHANNEL_RADIUS_FM) -> np.ndarray:
     """8B neutrino spectrum (not normalised): allowed beta+ shape folded over 8Be final states.
 
     ``dN/dE_nu = integral dE_x rho(E_x) E_nu^2 W p F(4, W)``, ``W = (Q_EC - 2 m_e - E_x + m_e - E_nu)/m_e``,
-    integrated over ``0 <= E_x <= B8_E_NU_MAX - E_nu`` by composite Gauss-Legendre quadrature.
+    integrated over ``0 <= E_x <= B8_E_NU_MAX - E_nu`` by composite Gauss-Legendre quadrature
+    (relative error < 3e-8).
 
     Parameters
     ----------
@@ -528,22 +681,22 @@ def b8_spectrum(E, params=B8_LEVEL_PARAMS) -> np.ndarray:
         Neutrino energy [MeV].
     params : tuple of float
         Final-state parameters passed to :func:`be8_final_state_density`.
+    channel_radius : float
+        R-matrix channel radius [fm] passed to :func:`be8_final_state_density`.
 
     Returns
     -------
     numpy.ndarray
-        Same shape as ``E``; 0 outside ``[0, B8_E_NU_MAX]``.
+        Same shape as ``E``; >= 0, and 0 outside ``[0, B8_E_NU_MAX)`` (it vanishes continuously at
+        the endpoint).
     """
     E = np.asarray(E, dtype=float)
     flat = E.ravel()
     out = np.zeros(flat.shape)
-    ok = (flat >= 0) & (flat < B8_E_NU_MAX)
-    if np.any(ok):
-        e = flat[ok][:, None]
-        x_max = B8_E_NU_MAX - e  # largest excitation that still lets the positron out
-        e_x = x_max * _B8_T_NODES[None, :]
-        kernel = beta_plus_spectrum(e, B8_E_NU_MAX - e_x, 4)
-        out[ok] = np.sum(kernel * be8_final_state_density(e_x, params) * _B8_T_WEIGHTS[None, :], axis=1) * x_max[:, 0]
+    idx = np.flatnonzero((flat >= 0) & (flat < B8_E_NU_MAX))
+    for start in range(0, idx.size, _B8_CHUNK):
+        sel = idx[start:start + _B8_CHUNK]
+        out[sel] = _b8_block(flat[sel], params, channel_radius)
     return out.reshape(E.shape)
 
 
