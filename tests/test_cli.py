@@ -25,47 +25,55 @@ from nuinfer.exceptions import NumericalError
 
 SMALL_CONTOUR = """
 name = "small_contour"
-process = "eves"
-models = ["V", "S"]
 
-[binning]
+[experiment]
+process = "eves"
+
+[experiment.binning]
 lo = 0.1
 hi = 1e4
 n = 30
 
-[scan]
+[signal]
+models = ["V", "S"]
+
+[signal.scan]
 m_X_MeV = { lo = 0.01, hi = 1e4, n = 12 }
 g_X = { lo = 1e-8, hi = 1e-1, n = 12 }
 """
 
 SMALL_SPECTRUM = """
 name = "small_spectrum"
-process = "cevns"
-models = ["S", "V"]
 
-[binning]
+[experiment]
+process = "cevns"
+
+[experiment.binning]
 lo = 0.1
 hi = 100.0
 n = 30
 
-[spectrum]
+[signal]
+models = ["S", "V"]
+
+[signal.benchmark]
 g_X = 1e-3
 m_X_MeV = 10.0
 """
 
 #: (file text, a key path the one-line message must name)
 BAD_CONFIGS = {
-    "unknown_key": ("[binning]\nnbins = 10\n", "binning.nbins"),
+    "unknown_key": ("[experiment.binning]\nnbins = 10\n", "experiment.binning.nbins"),
     "unknown_top_key": ("exposure = 2.0\n", "exposure"),
-    "wrong_type": ('[binning]\nn = "ten"\n', "binning.n"),
-    "wrong_type_table": ('binning = 3\n', "binning"),
-    "lo_ge_hi": ("[scan]\ng_X = { lo = 1.0, hi = 0.1, n = 5 }\n", "scan.g_X.lo"),
-    "lo_eq_hi_binning": ("[binning]\nlo = 10.0\nhi = 10.0\n", "binning.lo"),
-    "unknown_model": ('models = ["S", "Z"]\n', "models[1]"),
-    "unknown_process": ('process = "dm"\n', "process"),
-    "negative_exposure": ("exposure_tonne_year = -1.0\n", "exposure_tonne_year"),
+    "wrong_type": ('[experiment.binning]\nn = "ten"\n', "experiment.binning.n"),
+    "wrong_type_table": ('[experiment]\nbinning = 3\n', "experiment.binning"),
+    "lo_ge_hi": ("[signal.scan]\ng_X = { lo = 1.0, hi = 0.1, n = 5 }\n", "signal.scan.g_X.lo"),
+    "lo_eq_hi_binning": ("[experiment.binning]\nlo = 10.0\nhi = 10.0\n", "experiment.binning.lo"),
+    "unknown_model": ('[signal]\nmodels = ["S", "Z"]\n', "signal.models[1]"),
+    "unknown_process": ('[experiment]\nprocess = "dm"\n', "experiment.process"),
+    "negative_exposure": ("[experiment]\nexposure_tonne_year = -1.0\n", "experiment.exposure_tonne_year"),
     "bad_cl": ("[statistics]\ncl = 90\n", "statistics.cl"),
-    "unknown_source": ('sources = ["pp", "sun"]\n', "sources[1]"),
+    "unknown_source": ('[experiment]\nsources = ["pp", "sun"]\n', "experiment.sources[1]"),
     "malformed_toml": ('name = "unterminated\n', "config"),
 }
 
@@ -142,24 +150,24 @@ def test_output_file_must_be_netcdf(tmp_path, capsys):
 
 def test_bad_data_counts_exit_2(tmp_path, capsys):
     (tmp_path / "counts.txt").write_text("1\n2\n3\n")
-    path = write(tmp_path, SMALL_CONTOUR + '\n[statistics]\ndata = "counts.txt"\n')
+    path = write(tmp_path, SMALL_CONTOUR + '\n[data]\nobserved = "counts.txt"\n')
     assert main(["contour", str(path), "-o", str(tmp_path / "o.nc"), "--no-plot", "-q"]) == 2
     _, err = capsys.readouterr()
-    assert_one_line_error(err, "statistics.data", "30")
+    assert_one_line_error(err, "data.observed", "30")
 
 
 @pytest.mark.parametrize("content", [None, "1\nx\n3\n"], ids=["missing", "non_numeric"])
 def test_unreadable_data_file_exits_2(tmp_path, capsys, content):
     if content is not None:
         (tmp_path / "counts.txt").write_text(content)
-    path = write(tmp_path, SMALL_CONTOUR + '\n[statistics]\ndata = "counts.txt"\n')
+    path = write(tmp_path, SMALL_CONTOUR + '\n[data]\nobserved = "counts.txt"\n')
     try:
         rc = main(["contour", str(path), "-o", str(tmp_path / "o.nc"), "--no-plot", "-q"])
     except (OSError, ValueError):
         rc = "uncaught exception"
     assert rc == 2
     _, err = capsys.readouterr()
-    assert_one_line_error(err, "statistics.data")
+    assert_one_line_error(err, "data.observed")
 
 
 def test_runtime_failure_exits_1(tmp_path, capsys, monkeypatch):
@@ -178,11 +186,11 @@ def _run(*args, cwd):
 
 
 def test_subprocess_exit_codes_and_stderr(tmp_path):
-    bad = write(tmp_path, "[binning]\nnbins = 10\n", "bad.toml")
+    bad = write(tmp_path, "[experiment.binning]\nnbins = 10\n", "bad.toml")
     r = _run("inspect", str(bad), cwd=tmp_path)
     assert r.returncode == 2
     assert r.stdout == ""
-    assert_one_line_error(r.stderr, "nuinfer: error:", "binning.nbins")
+    assert_one_line_error(r.stderr, "nuinfer: error:", "experiment.binning.nbins")
     r = _run("inspect", str(tmp_path / "missing.toml"), cwd=tmp_path)
     assert r.returncode == 2
     assert_one_line_error(r.stderr, "not found")

@@ -1,8 +1,10 @@
 """Configuration validation: every bad input names its key path and how to fix it."""
 
+from pathlib import Path
+
 import pytest
 
-from nuinfer import config
+from nuinfer import config, spec
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
 
 
@@ -82,7 +84,7 @@ def test_presets_all_validate():
     d = Path(__file__).resolve().parents[1] / "models"
     paths = sorted(d.glob("fig*.toml")) + sorted(d.glob("bayes*.toml"))
     assert len(paths) >= 9
-    for p in paths:  # analysis presets (floor and terrestrial presets have their own schemas and tests)
+    for p in paths:  # xenon presets (floor and terrestrial presets: their own loaders and tests)
         a = config.load(p)
         assert a.models, p
 
@@ -94,7 +96,8 @@ def test_user_flux_table_and_override_reach_the_forward_model(tmp_path):
     raw = {"process": "cevns", "sources": ["mysrc"],
            "flux": {"tables": {"mysrc": {"path": "flux.txt", "flux": 1e6}}}}
     p = tmp_path / "a.toml"
-    p.write_text('process = "cevns"\nsources = ["mysrc"]\n[flux.tables.mysrc]\npath = "flux.txt"\nflux = 1e6\n')
+    p.write_text('[experiment]\nprocess = "cevns"\nsources = ["mysrc"]\n'
+                 '[experiment.flux.tables.mysrc]\npath = "flux.txt"\nflux = 1e6\n')
     a = config.load(p)
     n1 = float(a.forward_model().sm_spectrum()["total"].sum())
     raw["flux"]["tables"]["mysrc"]["flux"] = 2e6
@@ -106,3 +109,110 @@ def test_user_flux_table_and_override_reach_the_forward_model(tmp_path):
     c = config.load({"process": "cevns", "sources": ["8B"]})
     r = float(b.forward_model().sm_spectrum()["total"].sum()) / float(c.forward_model().sm_spectrum()["total"].sum())
     assert r == pytest.approx(5.46 / 5.29, rel=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# the one analysis-file schema (nuinfer.spec; docs/analysis-files.md)
+# --------------------------------------------------------------------------------------------
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _family_of_preset(name: str) -> str:
+    if name.startswith(("fig", "bayes")):
+        return "xenon"
+    if name.startswith(("coherent", "dresden")):
+        return "terrestrial"
+    assert name.startswith("floor"), name
+    return "floor"
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_preset_reads_through_the_schema(path):
+    fam, low = spec.read(path)
+    assert fam == _family_of_preset(path.stem)
+    assert low["name"] == path.stem
+
+
+def test_schema_covers_every_preset_family():
+    fams = {spec.read(p)[0] for p in MODELS.glob("*.toml")}
+    assert fams == set(spec.FAMILIES) == {"xenon", "terrestrial", "floor"}
+
+
+def test_file_layout_dict_equals_internal_dict():
+    file_layout = {"experiment": {"process": "eves", "exposure_tonne_year": 2.0, "binning": {"n": 40}},
+                   "signal": {"models": ["V"], "scan": {"g_X": {"lo": 1e-8, "hi": 1e-2, "n": 10}}},
+                   "backgrounds": {"sigma_bg": 0.2}, "nuisances": {"sigma_sys": 0.05},
+                   "statistics": {"cl": 0.95}}
+    internal = {"process": "eves", "exposure_tonne_year": 2.0, "binning": {"n": 40}, "models": ["V"],
+                "scan": {"g_X": {"lo": 1e-8, "hi": 1e-2, "n": 10}},
+                "statistics": {"sigma_bg": 0.2, "sigma_sys": 0.05, "cl": 0.95}}
+    assert config.load(file_layout).cfg == config.load(internal).cfg
+
+
+def _cli_error(tmp_path, capsys, text: str, command: str = "inspect") -> str:
+    from nuinfer.cli import main
+    p = tmp_path / "analysis.toml"
+    p.write_text(text)
+    assert main([command, str(p)]) == 2
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert out == "" and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_old_layout_top_level_key_is_rejected(tmp_path, capsys):
+    with pytest.raises(UnknownKey) as info:
+        config.load(_write(tmp_path, 'process = "eves"\n'))
+    assert str(info.value).startswith("process")
+    assert "docs/analysis-files.md" in str(info.value)
+    line = _cli_error(tmp_path, capsys, 'process = "eves"\n')
+    assert "process" in line and "docs/analysis-files.md" in line
+
+
+def test_sigma_sys_under_statistics_points_to_nuisances(tmp_path, capsys):
+    text = '[experiment]\nprocess = "eves"\n[statistics]\nsigma_sys = 0.2\n'
+    with pytest.raises(UnknownKey) as info:
+        config.load(_write(tmp_path, text))
+    assert str(info.value).startswith("statistics.sigma_sys") and "nuisances.sigma_sys" in str(info.value)
+    line = _cli_error(tmp_path, capsys, text)
+    assert "statistics.sigma_sys" in line and "nuisances.sigma_sys" in line
+
+
+def _write(tmp_path, text: str, name: str = "analysis.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_deep_errors_name_the_file_key_path(tmp_path, capsys):
+    from nuinfer import floor, terrestrial_config
+    # xenon: a negative nuisance width
+    with pytest.raises(UnphysicalInput) as info:
+        config.load(_write(tmp_path, "[nuisances]\nsigma_sys = -0.1\n"))
+    assert str(info.value).startswith("nuisances.sigma_sys")
+    assert "nuisances.sigma_sys" in _cli_error(tmp_path, capsys, "[nuisances]\nsigma_sys = -0.1\n")
+    # terrestrial: the live time missing from [experiment]
+    text = "\n".join(ln for ln in (MODELS / "dresden2_asimov.toml").read_text().splitlines()
+                     if not ln.startswith("live_days"))
+    with pytest.raises(InvalidConfig) as info:
+        terrestrial_config.load(_write(tmp_path, text, "dresden.toml"))
+    assert str(info.value).startswith("experiment.live_days")
+    assert "experiment.live_days" in _cli_error(tmp_path, capsys, text)
+    # floor: a discovery fraction outside (0, 1)
+    text = (MODELS / "floor_xenon.toml").read_text().replace("fraction = 0.9", "fraction = 2", 1)
+    assert "fraction = 2" in text
+    with pytest.raises(UnphysicalInput) as info:
+        floor.load_floor_config(_write(tmp_path, text, "floor.toml"))
+    assert str(info.value).startswith("floor.discovery.fraction")
+    assert "floor.discovery.fraction" in _cli_error(tmp_path, capsys, text)
+
+
+def test_command_refuses_a_file_of_another_family(capsys):
+    from nuinfer.cli import main
+    assert main(["profile", str(MODELS / "fig2_cevns.toml")]) == 2
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert out == "" and len(lines) == 1, err
+    assert "xenon" in lines[0] and "not 'profile'" in lines[0]
+    for task in spec.TASKS["xenon"]:
+        assert task in lines[0]

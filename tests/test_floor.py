@@ -165,9 +165,9 @@ def _parser():
 
 def test_cli_subcommand_errors_are_config_errors(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[wimp]\nmass = 5\n")
+    bad.write_text("[signal.wimp]\nmass = 5\n")
     args = _parser().parse_args(["floor", str(bad), "-o", str(tmp_path / "x.nc"), "-q"])
-    with pytest.raises(ConfigError, match="wimp.mass"):
+    with pytest.raises(ConfigError, match=r"signal\.wimp\.mass"):
         args.func(args)
     args = _parser().parse_args(["floor", "models/floor_xenon.toml", "-o", str(tmp_path / "x.txt")])
     with pytest.raises(ConfigError, match="--output-file"):
@@ -180,6 +180,6 @@ def test_cli_subcommand_errors_are_config_errors(tmp_path):
 def test_nuinfer_main_exit_code_2_on_bad_floor_file(tmp_path, capsys):
     from nuinfer.cli import main
     bad = tmp_path / "bad.toml"
-    bad.write_text("[discovery]\nfraction = 2.0\n")
+    bad.write_text("[floor.discovery]\nfraction = 2.0\n")
     assert main(["floor", str(bad), "-o", str(tmp_path / "x.nc")]) == 2
-    assert "discovery.fraction" in capsys.readouterr().err
+    assert "floor.discovery.fraction" in capsys.readouterr().err

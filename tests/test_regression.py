@@ -104,10 +104,10 @@ def compute_floor() -> dict:
     from nuinfer.floor import compute_floor as _compute_floor
     from nuinfer.floor import load_floor_config
     raw = tomllib.loads((MODELS / "floor_xenon.toml").read_text())
-    raw["wimp"]["m_GeV"] = dict(FLOOR_MASSES_GEV)
-    raw["exposure"]["tonne_year"] = dict(FLOOR_EXPOSURES)
-    raw["scenarios"] = {"SM": raw["scenarios"]["SM"]}
-    raw["toys"]["n"] = 0
+    raw["signal"]["wimp"]["m_GeV"] = dict(FLOOR_MASSES_GEV)
+    raw["floor"]["exposure"]["tonne_year"] = dict(FLOOR_EXPOSURES)
+    raw["floor"]["scenarios"] = {"SM": raw["floor"]["scenarios"]["SM"]}
+    raw["floor"]["toys"]["n"] = 0
     ds = _compute_floor(load_floor_config(raw), quiet=True)
     assert bool(ds["converged"].values.all())
     sm = ds.sel(scenario="SM")
@@ -127,6 +127,11 @@ def compute_chain(tmp_dir) -> np.ndarray:
         bayes.run_sample(MODELS / "bayes_eves_vector.toml", out, progress=False, **CHAIN)
     with xr.open_datatree(out) as tree:
         post = tree["posterior"].to_dataset().load()
+        # burn-in draws are kept in their own group: the recorded chain is the whole run
+        if "warmup_posterior" in tree.children:
+            warm = tree["warmup_posterior"].to_dataset().load()
+            post = xr.concat([warm, post], dim="draw", data_vars="all", coords="different",
+                             compat="equals", join="outer")
     return np.stack([post[n].transpose("chain", "draw").values for n in ("log10_m_X", "log10_g_X", "a")], axis=-1)
 
 

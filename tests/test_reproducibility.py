@@ -25,15 +25,19 @@ from nuinfer.cli import main
 
 TINY = """
 name = "tiny_repro"
-process = "eves"
-models = ["V", "S"]
 
-[binning]
+[experiment]
+process = "eves"
+
+[experiment.binning]
 lo = 0.1
 hi = 1e4
 n = 30
 
-[scan]
+[signal]
+models = ["V", "S"]
+
+[signal.scan]
 m_X_MeV = { lo = 0.01, hi = 1e4, n = 12 }
 g_X = { lo = 1e-8, hi = 1e-1, n = 12 }
 """

@@ -97,3 +97,13 @@ def test_observed_counts_include_background(tmp_path, eves_v):
     base = scan_model(eves_v, "V", fm=fm)
     obs = scan_model(eves_v.replace(**{"statistics.data": str(tmp_path / "n.txt")}), "V", fm=fm)
     np.testing.assert_allclose(obs["delta_chi2"].values, base["delta_chi2"].values, rtol=1e-9, atol=1e-9)
+
+
+def test_vary_takes_analysis_file_keys(eves_v):
+    # --vary KEY: short scenario names, or dotted keys of the analysis file (translated to the internal form)
+    (key, vals), = parse_vary(["nuisances.sigma_sys=0,0.2"])
+    assert key == "nuisances.sigma_sys" and vals == [0, 0.2]
+    assert scenario_overrides(key, 0.2) == {"statistics.sigma_sys": 0.2}
+    assert scenario_overrides("backgrounds.sigma_bg", 0.3) == {"statistics.sigma_bg": 0.3}
+    a = eves_v.replace(**scenario_overrides(key, 0.2))
+    assert a.cfg["statistics"]["sigma_sys"] == 0.2 and eves_v.cfg["statistics"]["sigma_sys"] == 0.1
