@@ -1,7 +1,7 @@
 """The one binned likelihood: components x modifiers (:mod:`.model`), costs and profilers (:mod:`.profile`)."""
 
-from nuinfer.likelihood.model import BinnedModel, Component, Morph, Parameter, ShapeSys
+from nuinfer.likelihood.model import BinnedModel, Component, Morph, Parameter, PolyTemplate, ShapeSys
 from nuinfer.likelihood.profile import COSTS, FitResult, bin_cost, profile, statistic_name
 
-__all__ = ["COSTS", "BinnedModel", "Component", "FitResult", "Morph", "Parameter", "ShapeSys", "bin_cost",
+__all__ = ["COSTS", "BinnedModel", "Component", "FitResult", "Morph", "Parameter", "PolyTemplate", "ShapeSys", "bin_cost",
            "profile", "statistic_name"]

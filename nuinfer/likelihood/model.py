@@ -36,7 +36,25 @@ from scipy.interpolate import CubicSpline
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
 
-__all__ = ["BinnedModel", "Component", "Morph", "Parameter", "ShapeSys"]
+__all__ = ["BinnedModel", "Component", "Morph", "Parameter", "PolyTemplate", "ShapeSys"]
+
+
+@dataclass(frozen=True, eq=False)
+class PolyTemplate:
+    """Templates that are a polynomial in one variable per hypothesis, ``sum_p coeffs[r, p] T[p]``.
+
+    The factorised form of a signal over a coupling grid (``coeffs = (1, g^2, g^4)`` per hypothesis,
+    ``T`` the mass's templates at every morph node): the morph is applied to the few ``T[p]`` and
+    not to one template per hypothesis, so a whole coupling grid costs three matrix products.
+
+    Parameters
+    ----------
+    coeffs : array_like, shape (N, P)
+    T : array_like, shape (P, K, bin) or (P, bin)
+    """
+
+    coeffs: np.ndarray
+    T: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -89,7 +107,12 @@ class Morph:
     * ``"poly"`` -- node ``k`` is the coefficient of ``p^k`` (templates exactly polynomial in ``p``,
       e.g. CEvNS rates in sin^2 theta_W); ``nodes`` unused;
     * ``"grid2"`` -- bilinear interpolation on the grid ``nodes[0] x nodes[1]`` (node ``k`` =
-      ``i * len(nodes[1]) + j``), both parameters clamped to the grid (light/charge yields).
+      ``i * len(nodes[1]) + j``), both parameters clamped to the grid (light/charge yields); the
+      statistic then has kinks on the node lines;
+    * ``"grid2_spline"`` -- the same grid with a tensor-product cubic spline (not-a-knot, >= 4
+      nodes per axis): linear in the node templates, twice differentiable in the parameters, so
+      Newton converges without special handling at the nodes (the smooth-interpolation choice of
+      pyhf's interpolation codes).
     """
 
     kind: str
@@ -97,22 +120,35 @@ class Morph:
     nodes: tuple = ()
 
     def __post_init__(self):
-        if self.kind not in ("spline", "poly", "grid2"):
-            raise InvalidConfig(f"unknown morph {self.kind!r}; use spline, poly or grid2", key="morph")
-        want = 2 if self.kind == "grid2" else 1
+        if self.kind not in ("spline", "poly", "grid2", "grid2_spline"):
+            raise InvalidConfig(f"unknown morph {self.kind!r}; use spline, poly, grid2 or grid2_spline", key="morph")
+        want = 2 if self.kind.startswith("grid2") else 1
         if len(self.params) != want:
             raise InvalidConfig(f"a {self.kind} morph takes {want} parameter(s)", key="morph")
         nodes = tuple(np.asarray(x, float) for x in self.nodes)
         if self.kind == "spline" and (len(nodes) != 1 or nodes[0].size < 4 or np.any(np.diff(nodes[0]) <= 0)):
             raise InvalidConfig("a spline morph needs >= 4 increasing nodes", key="morph")
-        if self.kind == "grid2" and (len(nodes) != 2 or any(x.size < 2 or np.any(np.diff(x) <= 0) for x in nodes)):
-            raise InvalidConfig("a grid2 morph needs two increasing node axes of >= 2 values", key="morph")
+        need = 4 if self.kind == "grid2_spline" else 2
+        if self.kind.startswith("grid2") and (len(nodes) != 2 or any(x.size < need or np.any(np.diff(x) <= 0)
+                                                                     for x in nodes)):
+            raise InvalidConfig(f"a {self.kind} morph needs two increasing node axes of >= {need} values", key="morph")
         object.__setattr__(self, "nodes", nodes)
+        if self.kind == "grid2_spline":
+            # cardinal cubic splines: basis[i] interpolates the unit vector e_i on each axis
+            object.__setattr__(self, "_basis", tuple(
+                CubicSpline(x, np.eye(x.size), axis=0, bc_type="not-a-knot") for x in nodes))
+
+    def cardinal(self, axis: int, p):
+        """Values and derivatives (R, n_nodes) of the cardinal splines of one axis at ``p``."""
+        x = self.nodes[axis]
+        p = np.clip(np.asarray(p, float), x[0], x[-1])
+        b = self._basis[axis]
+        return b(p), b(p, 1)
 
     def n_nodes(self, K: int) -> int:
         if self.kind == "spline":
             return self.nodes[0].size
-        if self.kind == "grid2":
+        if self.kind.startswith("grid2"):
             return self.nodes[0].size * self.nodes[1].size
         return K
 
@@ -189,6 +225,21 @@ class _Spline:
         t = (p - self.nodes[k])[:, None]
         val = ((cc[0] * t + cc[1]) * t + cc[2]) * t + cc[3]
         return val, [(3.0 * cc[0] * t + 2.0 * cc[1]) * t + cc[2]]
+
+
+def _hat_weights(x, p):
+    """Piecewise-linear (hat) basis weights (R, len(x)) at ``p`` (clamped) and their derivatives."""
+    p = np.clip(np.asarray(p, float), x[0], x[-1])
+    i = np.clip(np.searchsorted(x, p, side="right") - 1, 0, x.size - 2)
+    h = x[i + 1] - x[i]
+    u = (p - x[i]) / h
+    R = p.size
+    w = np.zeros((R, x.size))
+    d = np.zeros((R, x.size))
+    ar = np.arange(R)
+    w[ar, i], w[ar, i + 1] = 1.0 - u, u
+    d[ar, i], d[ar, i + 1] = -1.0 / h, 1.0 / h
+    return w, d
 
 
 @dataclass(frozen=True, eq=False)
@@ -287,6 +338,13 @@ class BinnedModel:
         for c in self.components:
             if c.name not in templates:
                 raise InvalidConfig(f"no template for component {c.name!r}", key="templates")
+            if isinstance(templates[c.name], PolyTemplate):
+                out[c.name] = self._prepare_poly(c, templates[c.name])
+                nb = out[c.name]["PT"].shape[-1]
+                n_bins = nb if n_bins is None else n_bins
+                if nb != n_bins:
+                    raise InvalidConfig(f"template of {c.name!r} has {nb} bins, others {n_bins}", key="templates")
+                continue
             T = np.asarray(templates[c.name], float)
             if c.morph is None and T.ndim in (1, 2):
                 T = T.reshape((1, -1, T.shape[-1]))
@@ -306,7 +364,7 @@ class BinnedModel:
             if T.shape[2] != n_bins:
                 raise InvalidConfig(f"template of {c.name!r} has {T.shape[2]} bins, others {n_bins}",
                                     key="templates")
-            entry = {"T": T}
+            entry = {"T": T, "N": T.shape[1]}
             if c.morph is not None and c.morph.kind == "spline":
                 entry["spline"] = _Spline(c.morph.nodes[0], T)
             out[c.name] = entry
@@ -317,8 +375,59 @@ class BinnedModel:
         out["_n_bins"] = n_bins
         return out
 
-    def _morphed(self, c: Component, entry, rows, theta):
+    def _prepare_poly(self, c: Component, pt: PolyTemplate) -> dict:
+        C = np.asarray(pt.coeffs, float)
+        T = np.asarray(pt.T, float)
+        if T.ndim == 2:
+            T = T[:, None, :]
+        if C.ndim != 2 or T.ndim != 3 or C.shape[1] != T.shape[0]:
+            raise InvalidConfig(f"polynomial template of {c.name!r}: coeffs (N, P) and T (P, K, bin) needed; got "
+                                f"{C.shape} and {T.shape}", key="templates")
+        K = T.shape[1]
+        want = 1 if c.morph is None else c.morph.n_nodes(K)
+        if K != want or (c.morph is not None and not c.morph.kind.startswith("grid2")):
+            raise InvalidConfig(f"polynomial template of {c.name!r}: {K} nodes; supported with no morph or a "
+                                f"grid2 morph of {want} nodes", key="templates")
+        if not (np.all(np.isfinite(C)) and np.all(np.isfinite(T))):
+            raise NumericalError(f"template of {c.name!r} contains NaN or inf; check the forward model")
+        return {"poly": C, "PT": T, "N": C.shape[0]}
+
+    def _grid_weights(self, m: Morph, theta, derivs: bool):
+        """Node weights (R, K) of a grid2 morph and their derivatives in both parameters."""
+        a, b = m.nodes
+        pa = theta[:, self._index[m.params[0]]]
+        pb = theta[:, self._index[m.params[1]]]
+        if m.kind == "grid2_spline":
+            wa, da = m.cardinal(0, pa)
+            wb, db = m.cardinal(1, pb)
+        else:
+            wa, da = _hat_weights(a, pa)
+            wb, db = _hat_weights(b, pb)
+        R = pa.size
+        W = (wa[:, :, None] * wb[:, None, :]).reshape(R, -1)
+        if not derivs:
+            return W, None, None
+        return W, (da[:, :, None] * wb[:, None, :]).reshape(R, -1), (wa[:, :, None] * db[:, None, :]).reshape(R, -1)
+
+    def _morphed_poly(self, c: Component, entry, rows, theta, derivs: bool):
+        C = entry["poly"]
+        C = C[rows] if C.shape[0] > 1 else np.broadcast_to(C, (rows.size, C.shape[1]))
+        T = entry["PT"]  # (P, K, n)
+        if c.morph is None:
+            return C @ T[:, 0, :], []
+        W, Wa, Wb = self._grid_weights(c.morph, theta, derivs)
+        A = np.stack([W @ T[p] for p in range(T.shape[0])])  # (P, R, n)
+        val = np.einsum("rp,prn->rn", C, A)
+        if not derivs:
+            return val, []
+        dA = np.einsum("rp,prn->rn", C, np.stack([Wa @ T[p] for p in range(T.shape[0])]))
+        dB = np.einsum("rp,prn->rn", C, np.stack([Wb @ T[p] for p in range(T.shape[0])]))
+        return val, [dA, dB]
+
+    def _morphed(self, c: Component, entry, rows, theta, derivs: bool = True):
         """Template of ``c`` at the morph parameters of ``theta`` (R, n) and its derivatives."""
+        if "poly" in entry:
+            return self._morphed_poly(c, entry, rows, theta, derivs)
         T = entry["T"]
         r = rows if T.shape[1] > 1 else np.zeros_like(rows)
         m = c.morph
@@ -336,6 +445,16 @@ class BinnedModel:
                 der = der * p + val
                 val = val * p + T[k, r]
             return val, [der]
+        if m.kind == "grid2_spline":
+            W, Wa, Wb = self._grid_weights(m, theta, derivs)
+            if T.shape[1] > 1:
+                Tr = T[:, r, :]  # (K, R, n)
+                val = np.einsum("rk,krn->rn", W, Tr)
+                if not derivs:
+                    return val, []
+                return val, [np.einsum("rk,krn->rn", Wa, Tr), np.einsum("rk,krn->rn", Wb, Tr)]
+            T0 = T[:, 0, :]
+            return W @ T0, ([] if not derivs else [Wa @ T0, Wb @ T0])
         # grid2: bilinear on nodes[0] x nodes[1]
         a, b = m.nodes
         pa = np.clip(theta[:, self._index[m.params[0]]], a[0], a[-1])
@@ -374,7 +493,7 @@ class BinnedModel:
             o += s.n
         ss = {s.name: s for s in self.shapesys}
         for c in self.components:
-            V, dV = self._morphed(c, prepared[c.name], rows, theta)
+            V, dV = self._morphed(c, prepared[c.name], rows, theta, jacobian)
             ni = [self._index[p] for p in c.norms]
             F = np.prod(theta[:, ni], axis=1) if ni else np.ones(R)
             fac = 1.0
@@ -401,6 +520,6 @@ class BinnedModel:
     def expected(self, templates: dict, theta=None) -> np.ndarray:
         """Expected counts for all hypotheses at ``theta`` (default: nominal), shape (N, n)."""
         prep = self.prepare(templates)
-        N = max(prep[c.name]["T"].shape[1] for c in self.components)
+        N = max(prep[c.name]["N"] for c in self.components)
         th = np.broadcast_to(self.nominal() if theta is None else np.asarray(theta, float), (N, self.n_par))
         return self.evaluate(prep, np.array(th))

@@ -20,6 +20,9 @@ Costs (chi2 scale, ``errordef = 1``):
 * ``"gauss"``: ``sum_i (n_i - mu_i)^2 / var_i`` with a fixed variance (Eq. 26: the SM expectation
   plus background);
 * ``"gauss_hyp"``: ``sum_i (n_i - mu_i)^2 / mu_i`` (variance at the hypothesis);
+* ``"unbinned"``: the extended unbinned likelihood ``2 nu - 2 sum_e ln rho(E_e)``: columns with
+  ``n = 1`` hold the expected density ``rho`` (events per unit observable) at one event each, the
+  column with ``n = 0`` the expected total ``nu`` in the window;
 
 plus ``sum_p ((theta_p - c_p)/sigma_p)^2`` for every constrained parameter.
 """
@@ -37,7 +40,7 @@ from nuinfer.likelihood.model import BinnedModel
 __all__ = ["COSTS", "FitResult", "bin_cost", "profile", "statistic_name"]
 
 #: cost name -> name of the minimised quantity (the statistical scale is in the name)
-COSTS = {"poisson": "twice_nll", "gauss": "chi2", "gauss_hyp": "chi2"}
+COSTS = {"poisson": "twice_nll", "gauss": "chi2", "gauss_hyp": "chi2", "unbinned": "twice_nll"}
 
 
 def statistic_name(cost: str) -> str:
@@ -121,6 +124,16 @@ def bin_cost(cost: str, n, mu, var=None, *, derivatives: bool = False):
         if not derivatives:
             return t
         return t, -2.0 * r / var, np.broadcast_to(2.0 / var, t.shape)
+    if cost == "unbinned":
+        ev = n > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(ev, -2.0 * n * np.log(safe), 2.0 * mu)
+        t = np.where(ev & ~pos_mu, np.inf, t)
+        if not derivatives:
+            return t
+        d1 = np.where(ev, -2.0 * n / safe, 2.0)
+        d2 = np.where(ev, 2.0 * n / (safe * safe), 0.0)
+        return t, d1, d2
     if cost == "gauss_hyp":
         r = n - mu
         t = np.where(pos_mu, r * r / safe, np.inf)
@@ -264,7 +277,7 @@ def _newton(prob: _Problem, theta, *, atol, rtol, max_iter):
         accepted = done.copy()
         f_new = f.copy()
         x_new = xa.copy()
-        for _ in range(50):
+        for _ in range(25):
             todo = np.flatnonzero(~accepted)
             if todo.size == 0:
                 break
@@ -340,7 +353,9 @@ def profile(model: BinnedModel, templates: dict, data, *, cost: str = "poisson",
         var = _as_batch(variance, nb, "variance")
         if np.any(~np.isfinite(var)) or np.any(var <= 0):
             raise InvalidConfig("the per-bin variance must be finite and > 0 (drop empty bins)", key="variance")
-    N = max([n.shape[0]] + [prep[c.name]["T"].shape[1] for c in model.components])
+    rows = [n.shape[0]] + [prep[c.name]["N"] for c in model.components]
+    rows += [np.atleast_2d(a).shape[0] for a in (centres, start) if a is not None]
+    N = max(rows)
     P = model.n_par
     c = np.broadcast_to(model.nominal() if centres is None else np.asarray(centres, float), (N, P)).copy()
     lo, hi = model.bounds()
@@ -357,8 +372,93 @@ def profile(model: BinnedModel, templates: dict, data, *, cost: str = "poisson",
     if method != "newton":
         raise InvalidConfig(f"unknown profiler {method!r}; use newton, closed_form or minuit", key="statistics.profiler")
     prob = _Problem(model, prep, n, var, cost, c, free)
-    x, val, conv, it = _newton(prob, x0, atol=atol, rtol=rtol, max_iter=max_iter)
+    has_kinks = any(comp.morph is not None and comp.morph.kind == "grid2" for comp in model.components)
+    # with bilinear morphs a minimum can sit on a node (a kink): give Newton a short budget first,
+    # settle the points on kinks, then let the rest continue
+    first = min(max_iter, 12) if has_kinks else max_iter
+    x, val, conv, it = _newton(prob, x0, atol=atol, rtol=rtol, max_iter=first)
+    if not np.all(conv) and has_kinks:
+        x, val, conv = _settle_on_kinks(model, prep, n, var, cost, c, free, x, val, conv, atol=atol, rtol=rtol,
+                                        max_iter=first)
+        rest = np.flatnonzero(~conv)
+        if rest.size and max_iter > first:
+            sub = _Problem(model, _rows_of(prep, rest), n[rest] if n.shape[0] > 1 else n,
+                           None if var is None else (var[rest] if var.shape[0] > 1 else var), cost, c[rest], free)
+            xr_, vr, cr, it2 = _newton(sub, x[rest], atol=atol, rtol=rtol, max_iter=max_iter - first)
+            x[rest], val[rest], conv[rest] = xr_, vr, cr
+            it += it2
     return FitResult(stat, val, x, conv, "newton", names, it)
+
+
+def _settle_on_kinks(model, prep, n, var, cost, c, free, x, val, conv, *, atol, rtol, max_iter):
+    """Points whose minimum sits on a node of a bilinear (grid2) morph, where the statistic has a
+    kink and Newton cannot converge: fix the parameter on the node, re-profile the others, and accept
+    the point as converged when it is the minimum on both sides of the kink."""
+    kinks = []
+    for comp in model.components:
+        if comp.morph is not None and comp.morph.kind == "grid2":  # bilinear only: the spline is smooth
+            for p, nodes in zip(comp.morph.params, comp.morph.nodes):
+                kinks.append((model.index(p), np.asarray(nodes)))
+    if not kinks:
+        return x, val, conv
+    bad = np.flatnonzero(~conv)
+    x = x.copy()
+    fixed = np.zeros((bad.size, model.n_par), bool)
+    for j, nodes in kinks:
+        if not free[j]:
+            continue
+        step = np.min(np.diff(nodes))
+        k = np.argmin(np.abs(x[bad, j][:, None] - nodes[None, :]), axis=1)
+        near = np.abs(x[bad, j] - nodes[k]) < 1e-3 * step
+        x[bad[near], j] = nodes[k[near]]
+        fixed[near, j] = True
+    for pattern in np.unique(fixed, axis=0):
+        if not pattern.any():
+            continue
+        rows = bad[np.all(fixed == pattern, axis=1)]
+        sub_free = free & ~pattern
+        prob = _Problem(model, prep, n[rows] if n.shape[0] > 1 else n, None if var is None else
+                        (var[rows] if var.shape[0] > 1 else var), cost, c[rows], sub_free)
+        prob.prep = _rows_of(prep, rows)
+        xs, vs, cs, _ = _newton(prob, x[rows], atol=atol, rtol=rtol, max_iter=max_iter)
+        # minimum on both sides of each kink: moving off the node does not lower the statistic
+        ok = cs.copy()
+        for j, nodes in kinks:
+            if not pattern[j]:
+                continue
+            h = 1e-4 * np.min(np.diff(nodes))
+            for sgn in (-1.0, 1.0):
+                xt = xs.copy()
+                xt[:, j] = np.clip(xt[:, j] + sgn * h, nodes[0], nodes[-1])
+                ok &= prob.value(xt, np.arange(rows.size)) >= vs - 1e-12 * np.abs(vs)
+        better = vs <= val[rows] + 1e-12 * np.abs(val[rows])
+        take = better & np.isfinite(vs)
+        x[rows[take]] = xs[take]
+        val[rows[take]] = vs[take]
+        conv[rows] = np.where(take, ok, conv[rows])
+    return x, val, conv
+
+
+def _rows_of(prep, rows):
+    """Prepared templates restricted to batch ``rows`` (templates shared by the batch stay)."""
+    from nuinfer.likelihood.model import _Spline
+
+    out = {}
+    for k, v in prep.items():
+        if not isinstance(v, dict):
+            out[k] = v
+            continue
+        if "poly" in v:
+            C = v["poly"]
+            out[k] = {**v, "poly": C[rows] if C.shape[0] > 1 else C, "N": rows.size if C.shape[0] > 1 else 1}
+            continue
+        T = v["T"]
+        e = {"T": T[:, rows] if T.shape[1] > 1 else T}
+        e["N"] = e["T"].shape[1]
+        if "spline" in v:
+            e["spline"] = _Spline(v["spline"].nodes, e["T"])
+        out[k] = e
+    return out
 
 
 def _minuit(model, prep, n, var, cost, c, x0, free, stat) -> FitResult:

@@ -1,0 +1,1 @@
+"""Tasks over the one analysis model: scans, profiles, real-data analyses."""
