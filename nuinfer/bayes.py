@@ -157,7 +157,18 @@ def _frequentist(ana: _config.Analysis, model: str, fm, templates: xr.Dataset, p
     return ds
 
 
-def run_sample(analysis, out, *, walkers: int | None = None, steps: int | None = None,
+def run_sample(analysis, out, **kwargs) -> dict:
+    """Sample the posterior of an analysis (see :func:`_run_sample` for every argument).
+
+    Errors about analysis-file keys name the keys as written in the file.
+    """
+    from .spec import translated
+    ana = _analysis(analysis)
+    with translated(ana.family):
+        return _run_sample(ana, out, **kwargs)
+
+
+def _run_sample(analysis, out, *, walkers: int | None = None, steps: int | None = None,
                seed: int | None = None, resume: bool = False, progress: bool = True,
                model: str | None = None, log_likelihood: bool | None = None,
                data=None) -> dict:

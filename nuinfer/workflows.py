@@ -86,7 +86,9 @@ def observed_signal(ana: _config.Analysis, r_sm) -> np.ndarray | None:
         return None
     from .infer.costs import background_counts
     r_sm = np.asarray(r_sm, float)
-    n = _config.load_counts(ana._resolve(d), r_sm.size)
+    from .spec import translated
+    with translated(ana.family):
+        n = _config.load_counts(ana._resolve(d), r_sm.size)
     return n - background_counts(r_sm, ana.cfg["statistics"]["sigma_bg"])
 
 

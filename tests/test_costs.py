@@ -228,7 +228,7 @@ def test_sigma_sys_limits(spectrum):
 # --------------------------------------------------------------------------------------------
 # numerics: the profiled chi2 as a sum of non-negative terms (PHYSICS.md sec. 7)
 # --------------------------------------------------------------------------------------------
-def test_profiled_chi2_is_accurate_at_huge_coupling_where_expanded_form_fails(spectrum):
+def test_profiled_chi2_is_exact_at_huge_coupling(spectrum):
     r_sm = spectrum[0]
     inv_sigma = 1.0 / np.sqrt(1.1 * r_sm)
     inv_s2 = _inv_sigma_sys2(0.1)
@@ -243,12 +243,10 @@ def test_profiled_chi2_is_accurate_at_huge_coupling_where_expanded_form_fails(sp
         vv = sum(x * x for x in V)
         exact = float(uu - uv * uv / (vv + Fraction(inv_s2)))
         got = float(profile_eq26(R, r_sm).minimum)
+        # the property that matters: the package's value equals the exact one, on any CPU and BLAS
+        # kernel (how wrong the expanded form u.u - (u.v)^2/(v.v + 1/s^2) is depends on the kernel)
         assert got >= 0
         assert got == pytest.approx(exact, rel=1e-12)
-        u = d - v
-        expanded = u @ u - (u @ v) ** 2 / (v @ v + inv_s2)
-        if g >= 1e2:  # the expanded form is wrong (or negative) by orders of magnitude
-            assert abs(expanded - exact) > 0.1 * exact
 
 
 def test_profiled_statistics_are_non_negative_over_wide_range(spectrum):

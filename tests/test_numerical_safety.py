@@ -143,10 +143,10 @@ def test_scan_is_finite_and_file_has_no_nan(templates, process, exposure, statis
 
 
 def test_best_fit_attrs_are_finite_when_sm_is_best(templates, tmp_path):
-    """Regression: the best-fit mass was NaN when the SM was the best fit (a deficit of counts
-    cannot be fitted by a g^4 excess), and the NaN reached the NetCDF attributes."""
+    """Regression: the best-fit mass was NaN when the SM was the best fit, and the NaN reached the
+    NetCDF attributes.  Asimov SM data: the SM is the exact minimum (chi2 = 0)."""
     t = templates[("eves", 1.0, "S")]
-    ds = scan(t, G_GRID, data=0.8 * t["R_SM"].values)
+    ds = scan(t, G_GRID, data=t["R_SM"].values)
     assert ds.attrs["best_fit_is_sm"] == 1
     assert ds.attrs["best_fit_m_X_MeV"] == 0.0 and ds.attrs["best_fit_g_X"] == 0.0
     back = assert_file_is_finite(ds, tmp_path / "sm_best.nc")
