@@ -1,9 +1,9 @@
 """The analysis-file schema: one layout for every analysis (:mod:`nuinfer.spec.schema`), its
 families, and the tasks each family supports.
 
-Three families share the schema: ``xenon`` (astrophysical neutrinos in a xenon detector, the
-paper's analyses), ``terrestrial`` (reactor and pi-DAR data fits) and ``floor`` (WIMP discovery
-limits and the neutrino floor).  Every command reads a file through :func:`require`, so a command
+Four families share the schema: ``xenon`` (astrophysical neutrinos in a xenon detector, the
+paper's analyses), ``xenonnt`` (real XENONnT data releases), ``terrestrial`` (reactor and pi-DAR
+data fits) and ``floor`` (WIMP discovery limits and the neutrino floor).  Every command reads a file through :func:`require`, so a command
 refuses a file it cannot run with one line saying which commands the file supports.
 """
 
@@ -20,6 +20,7 @@ TASKS = {
     "xenon": ("inspect", "spectrum", "contour", "sample", "compare"),
     "terrestrial": ("inspect", "spectrum", "contour", "profile", "sample", "fit"),
     "floor": ("inspect", "floor"),
+    "xenonnt": ("inspect", "contour", "profile"),
 }
 FAMILIES = tuple(TASKS)
 
@@ -59,3 +60,14 @@ def require(path, task: str) -> str:
         raise InvalidConfig(f"{path} is a {fam} analysis: it supports {', '.join(allowed)}, not {task!r}",
                             key="command")
     return fam
+
+
+def load_xenonnt(path_or_dict) -> dict:
+    """Validated configuration of a real-data XENONnT analysis (family ``xenonnt``)."""
+    from nuinfer.spec.xenonnt import validate
+
+    raw, path, fam = read_analysis(path_or_dict, "xenonnt")
+    with translated(fam):
+        cfg = validate(raw)
+    cfg["_path"] = path
+    return cfg

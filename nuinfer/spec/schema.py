@@ -14,8 +14,9 @@ default)::
     [statistics]   statistic, confidence level, ndof, profiler
     [posterior] [floor] [report] [variants] [quick] [numerics]
 
-The file's *family* follows from its content: an ``[experiment.source]`` table (a reactor or pi-DAR
-beam) makes it a terrestrial data fit; a ``[floor]`` table or ``[signal.wimp]`` a neutrino-floor
+The file's *family* follows from its content: ``[experiment] release`` (a XENONnT data release)
+makes it a real-data xenon analysis; an ``[experiment.source]`` table (a reactor or pi-DAR beam) a
+terrestrial data fit; a ``[floor]`` table or ``[signal.wimp]`` a neutrino-floor
 study; otherwise it is a xenon analysis of astrophysical neutrinos.  :func:`lower` maps a file onto
 the validated internal form its family's computations use (:mod:`nuinfer.config`,
 :mod:`nuinfer.terrestrial_config`, :mod:`nuinfer.floor`), and :func:`public_key` maps the key of
@@ -58,6 +59,7 @@ FAMILY_MAPS = {
         ("data", "data"), ("nuisances", "nuisances"), ("statistics", "statistics"), ("variants", "variants"),
         ("report", "report"), ("posterior.model", "posterior.task"), ("posterior", "posterior"),
     ],
+    "xenonnt": _COMMON + [(k, k) for k in ("experiment", "signal", "data", "nuisances", "statistics")],
     "floor": _COMMON + [
         ("experiment.target", "target"), ("experiment.sources", "background.sources"),
         ("experiment.flux.preset", "background.flux"), ("experiment.flux.override", "background.override"),
@@ -80,6 +82,7 @@ _ELSEWHERE = {
                     "experiment.detector": {"target": "experiment.target", "mass_kg": "experiment.mass_kg",
                                             "live_days": "experiment.live_days"}},
     "floor": {},
+    "xenonnt": {},
 }
 
 
@@ -91,6 +94,8 @@ def is_unified(raw: dict) -> bool:
 def family_of(raw: dict) -> str:
     """Family of a mapping in the analysis-file schema."""
     exp = raw.get("experiment")
+    if isinstance(exp, dict) and "release" in exp:
+        return "xenonnt"
     if isinstance(exp, dict) and "source" in exp:
         return "terrestrial"
     sig = raw.get("signal")
