@@ -14,13 +14,13 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ForwardModel": ("nuinfer.forward", "ForwardModel"),
-    "Binning": ("nuinfer.detector", "Binning"),
-    "Detector": ("nuinfer.detector", "Detector"),
-    "Quenching": ("nuinfer.detector", "Quenching"),
+    "Binning": ("nuinfer.physics.detector", "Binning"),
+    "Detector": ("nuinfer.physics.detector", "Detector"),
+    "Quenching": ("nuinfer.physics.detector", "Quenching"),
     "Interaction": ("nuinfer.physics.mediators", "Interaction"),
-    "load": ("nuinfer.config", "load"),
-    "scan": ("nuinfer.infer", "scan"),
-    "exclusion": ("nuinfer.infer", "exclusion"),
+    "load": ("nuinfer.spec.xenon", "load"),
+    "scan": ("nuinfer.tasks", "scan"),
+    "exclusion": ("nuinfer.tasks", "exclusion"),
     "read_netcdf": ("nuinfer.io", "read_netcdf"),
 }
 

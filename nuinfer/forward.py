@@ -45,15 +45,15 @@ import numpy as np
 import xarray as xr
 from scipy.interpolate import CubicHermiteSpline
 
-from . import __version__
-from .constants import HBARC2_MEV2_CM2, KEV, SECONDS_PER_YEAR, tonne_year_targets
-from .detector import Binning, Detector, Quenching, lindhard_k
-from .exceptions import EmptyWindow, InvalidConfig, UnphysicalInput
-from .physics import cevns, eves
-from .physics import oscillation as osc
-from .physics import sources as src
-from .physics.mediators import Interaction, get_interaction
-from .physics.targets import Target, get_target
+from nuinfer import __version__
+from nuinfer.constants import HBARC2_MEV2_CM2, KEV, SECONDS_PER_YEAR, tonne_year_targets
+from nuinfer.physics.detector import Binning, Detector, Quenching, lindhard_k
+from nuinfer.exceptions import EmptyWindow, InvalidConfig, UnphysicalInput
+from nuinfer.physics import cevns, eves
+from nuinfer.physics import oscillation as osc
+from nuinfer.physics import sources as src
+from nuinfer.physics.mediators import Interaction, get_interaction
+from nuinfer.physics.targets import Target, get_target
 
 PROCESSES = ("cevns", "eves")
 
@@ -541,7 +541,7 @@ class ForwardModel:
         _check_point(g_X, m_X_MeV)
         names = list(self.sources)
         if inter.name == "dipole":  # SM + mu^2 x dipole counts at m4 = m_X (physics.dipole)
-            from .physics.dipole import dipole_counts
+            from nuinfer.physics.dipole import dipole_counts
             self._check_dipole()
             W = self.node_weights(Interaction("SM"))
             resp = self.response()
@@ -582,7 +582,7 @@ class ForwardModel:
         if m.ndim != 1 or m.size == 0 or np.any(~np.isfinite(m)) or np.any(m <= 0):
             raise UnphysicalInput("mediator masses must be finite and > 0 MeV", key="scan.m_X_MeV")
         if inter.name == "dipole":
-            from .physics.dipole import dipole_templates
+            from nuinfer.physics.dipole import dipole_templates
             self._check_dipole()
             return dipole_templates(self, m)
         W = self.node_weights(inter)

@@ -29,7 +29,7 @@ PROCESS_LABEL = {"cevns": r"CE$\nu$NS", "eves": r"E$\nu$ES"}
 
 def save(fig, path) -> Path:
     """Save a figure atomically (temporary file in the same folder, then rename) and close it."""
-    from .io import atomic_target
+    from nuinfer.io import atomic_target
     path = Path(path)
     try:
         with atomic_target(path) as tmp:
@@ -82,7 +82,7 @@ def plot_contours(scans: dict, *, ax=None, title: str = "", styles: dict | None 
     ----------
     scans : dict
         Label -> scan Dataset (delta variable named by its ``statistic_variable`` attribute and a
-        ``threshold`` attribute) or a :class:`~nuinfer.infer.contours.ContourResult`.
+        ``threshold`` attribute) or a :class:`~nuinfer.tasks.contours.ContourResult`.
     ax : matplotlib.axes.Axes, optional
         Axes to draw on (default: a new figure).
     title : str, optional
@@ -94,8 +94,8 @@ def plot_contours(scans: dict, *, ax=None, title: str = "", styles: dict | None 
         least 0.04, so that overlaid regions stay readable).
     refine : dict, optional
         Label -> ``refine(m_index, g_values) -> delta`` callable passed to
-        :func:`~nuinfer.infer.contours.contour` for scans (e.g.
-        :func:`~nuinfer.infer.contours.template_refiner`): exact band edges and bands the grid
+        :func:`~nuinfer.tasks.contours.contour` for scans (e.g.
+        :func:`~nuinfer.tasks.contours.template_refiner`): exact band edges and bands the grid
         misses.
 
     Notes
@@ -109,7 +109,7 @@ def plot_contours(scans: dict, *, ax=None, title: str = "", styles: dict | None 
     from matplotlib.patches import PathPatch
     from matplotlib.path import Path as MPath
 
-    from .infer.contours import ContourResult, contour
+    from nuinfer.tasks.contours import ContourResult, contour
 
     fig = None
     if ax is None:

@@ -62,7 +62,7 @@ def nu_clear_caches() -> None:
 
 
 def nu_forward(process: str, nbins: int = 100):
-    from nuinfer.detector import Binning
+    from nuinfer.physics.detector import Binning
     from nuinfer.forward import ForwardModel
     return ForwardModel(process, binning=Binning(0.1, 100.0 if process == "cevns" else 1e4, nbins))
 
@@ -83,14 +83,14 @@ def nu_templates_ds(process: str, model: str, masses, nbins: int = 100):
 
 def nu_scan(templates_ds, g):
     """(chi2, a_hat) of nuinfer's whole-grid closed-form profile of Eq. 26."""
-    from nuinfer.infer import scan
+    from nuinfer.tasks import scan
     ds = scan(templates_ds, g)
     return ds["chi2"].values, ds["a_hat"].values
 
 
 def nu_fourteen_curves(n_m=200, n_g=200, nbins=100):
     """The 14 curves of Figs. 2-4 from scratch (templates, scan, contour)."""
-    from nuinfer.infer import exclusion, scan
+    from nuinfer.tasks import exclusion, scan
     m = np.geomspace(0.01, 1e4, n_m)
     g = np.geomspace(1e-8, 1.0, n_g)
     for proc in ("cevns", "eves"):
@@ -101,10 +101,10 @@ def nu_fourteen_curves(n_m=200, n_g=200, nbins=100):
 
 def nu_posterior():
     """nuinfer's vectorised posterior of models/bayes_eves_vector.toml and its inputs."""
-    from nuinfer import config
-    from nuinfer.bayes import parameters_from_config
-    from nuinfer.infer import posterior as post
-    from nuinfer.workflows import models_dir
+    from nuinfer.spec import xenon as config
+    from nuinfer.tasks.bayes import parameters_from_config
+    from nuinfer.tasks import posterior as post
+    from nuinfer.tasks.paper import models_dir
     ana = config.load(models_dir() / "bayes_eves_vector.toml")
     fm = ana.forward_model()
     pars = parameters_from_config(ana)
@@ -128,7 +128,7 @@ def nu_loglike(p, theta):
 
 def nu_run_emcee(p, nwalkers, nsteps, seed):
     """(wall seconds of the sampling loop, log-likelihood evaluations in it)."""
-    from nuinfer.infer import posterior as post
+    from nuinfer.tasks import posterior as post
     n0 = p.n_evaluations
     run = post.run_sampler(p, nwalkers=nwalkers, nsteps=nsteps, seed=seed)
     return run.wall_time_s, p.n_evaluations - n0 - nwalkers  # minus the initial-state call

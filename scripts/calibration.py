@@ -15,7 +15,7 @@ One model (scalar mediator, EvES, natural xenon, solar neutrinos, 1 t yr, 50 log
   90% CL raster limit of Eq. (26) at that mass (Delta chi2 = 2.71), i.e. a signal at the edge of
   sensitivity.
 
-Every toy is drawn from the model that both statistics share (``nuinfer/infer/costs.py``)::
+Every toy is drawn from the model that both statistics share (``nuinfer/likelihood/costs.py``)::
 
     a_true ~ N(0, sigma_sys)                   (``--a-true zero`` fixes a_true = 0)
     n_i    ~ Poisson((1 + a_true) R_true,i + R_bg,i),     R_bg = sigma_bg R_SM
@@ -25,7 +25,7 @@ Drawing ``a_true`` from its constraint is the usual unconditional ensemble for a
 constrained nuisance (the constraint centre is not randomised, since the scan fixes it at 0).
 The same toys are analysed with both statistics (``eq26`` and ``poisson``) and in two modes:
 
-* ``joint_2d``  -- :func:`nuinfer.infer.scan` over a (m_X, g_X) grid (25 masses 1e-3-1 MeV, log
+* ``joint_2d``  -- :func:`nuinfer.tasks.template_scan` over a (m_X, g_X) grid (25 masses 1e-3-1 MeV, log
   g_X grid with 100 points per decade from g0/10 to 30 g0; the truth is a grid point), ndof = 2,
   threshold chi2.ppf(0.9, 2) = 4.61; the Delta is relative to the best grid point *and* the SM;
 * ``raster_1d`` -- the same scan on the single-mass template at m_X = 0.1 MeV, ndof = 1,
@@ -61,9 +61,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from nuinfer.detector import Binning
+from nuinfer.physics.detector import Binning
 from nuinfer.forward import ForwardModel
-from nuinfer.infer import background_counts, profile_eq26, scan
+from nuinfer.tasks import background_counts, profile_eq26, scan
 
 STATISTICS = ("eq26", "poisson")
 MODES = ("joint_2d", "raster_1d")

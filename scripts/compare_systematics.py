@@ -13,7 +13,7 @@ Writes per (process, model): a NetCDF file stacked along `scenario`, an overlay 
 import argparse
 from pathlib import Path
 
-from nuinfer.workflows import systematics_study
+from nuinfer.tasks.paper import systematics_study
 
 
 def main():

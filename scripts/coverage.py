@@ -30,10 +30,10 @@ import time
 import numpy as np
 from scipy import optimize, stats
 
-from nuinfer.detector import Binning
+from nuinfer.physics.detector import Binning
 from nuinfer.forward import ForwardModel
-from nuinfer.infer import profile_eq26
-from nuinfer.infer.calibration import calibrated_limits, coverage
+from nuinfer.tasks import profile_eq26
+from nuinfer.tasks.calibration import calibrated_limits, coverage
 
 DEFAULT_SEED = 20240614
 

@@ -11,8 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
-from nuinfer import config
-from nuinfer.workflows import REFERENCE_MASSES_MEV, g90_table, models_dir, scan_model
+from nuinfer.spec import xenon as config
+from nuinfer.tasks.paper import REFERENCE_MASSES_MEV, g90_table, models_dir, scan_model
 
 CURVES = [("fig2", ["S", "P", "V", "A", "T"]), ("fig4", ["B-L", "Lmu-Ltau"])]
 

@@ -82,7 +82,7 @@ def test_setup_is_the_documented_one(setup):
     assert setup.g_grid[setup.j0] == setup.g0
     assert 5e-7 < setup.g0 < 1.2e-6
     assert setup.r_sm.size == 50 and 400 < setup.r_sm.sum() < 700
-    from nuinfer.infer import scan
+    from nuinfer.tasks import scan
 
     ds = scan(setup.templates_1d, setup.g_grid, ndof=1)
     assert ds["delta_chi2"].values[0, setup.j0] == pytest.approx(2.705543, abs=1e-6)

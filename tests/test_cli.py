@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from nuinfer import __version__, workflows
+from nuinfer import __version__
+from nuinfer.tasks import paper as workflows
 from nuinfer.cli import main
 from nuinfer.exceptions import NumericalError
 

@@ -16,10 +16,10 @@ import pytest
 import xarray as xr
 
 from nuinfer.cli import main as nuinfer_main
-from nuinfer import terrestrial_config as tcfg
-from nuinfer import terrestrial_workflows as tw
+from nuinfer.spec import terrestrial as tcfg
+from nuinfer.tasks import terrestrial as tw
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnknownKey
-from nuinfer.infer import contour
+from nuinfer.tasks import contour
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "coherent_csi_2017_bradkav"

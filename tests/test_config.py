@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from nuinfer import config, spec
+from nuinfer import spec
+from nuinfer.spec import xenon as config
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
 
 
@@ -185,7 +186,8 @@ def _write(tmp_path, text: str, name: str = "analysis.toml") -> Path:
 
 
 def test_deep_errors_name_the_file_key_path(tmp_path, capsys):
-    from nuinfer import floor, terrestrial_config
+    from nuinfer.tasks import floor as floor
+    from nuinfer.spec import terrestrial as terrestrial_config
     # xenon: a negative nuisance width
     with pytest.raises(UnphysicalInput) as info:
         config.load(_write(tmp_path, "[nuisances]\nsigma_sys = -0.1\n"))

@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose
 from scipy.optimize import brentq
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
-from nuinfer.infer import (
+from nuinfer.tasks import (
     contour,
     excluded_intervals,
     exclusion,
@@ -17,7 +17,7 @@ from nuinfer.infer import (
     profile_eq26,
     scan,
 )
-from nuinfer.infer.contours import template_refiner
+from nuinfer.tasks.contours import template_refiner
 from nuinfer.io import read_netcdf, write_netcdf
 
 THR = 4.605170185988091

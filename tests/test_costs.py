@@ -11,7 +11,7 @@ from iminuit.cost import LeastSquares, NormalConstraint
 from numpy.testing import assert_allclose
 
 from nuinfer.exceptions import InvalidConfig, NumericalError, UnphysicalInput
-from nuinfer.infer import (
+from nuinfer.tasks import (
     Eq26Chi2,
     PoissonTwiceNLL,
     eq26_chi2,
@@ -21,7 +21,7 @@ from nuinfer.infer import (
     profile_minuit,
     profile_poisson,
 )
-from nuinfer.infer.costs import _inv_sigma_sys2, _x_minus_log1p
+from nuinfer.likelihood.costs import _inv_sigma_sys2, _x_minus_log1p
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 from scipy import stats
 
 from nuinfer.exceptions import InvalidConfig, UnphysicalInput
-from nuinfer.infer import contour
-from nuinfer.infer import datafit as df
-from nuinfer.infer.posterior import Parameter, Posterior, run_sampler
+from nuinfer.tasks import contour
+from nuinfer.tasks import datafit as df
+from nuinfer.tasks.posterior import Parameter, Posterior, run_sampler
 
 
 def _toy(K_sigma=0.2, n=12, P=20, seed=3):
@@ -95,7 +95,7 @@ def _poly_sin2w_templates():
     """Exact quadratic-in-s signal from a real forward model (reactor on Ge, 3 QF nodes unused)."""
     from dataclasses import replace
 
-    from nuinfer.detector import Binning, Detector, Quenching
+    from nuinfer.physics.detector import Binning, Detector, Quenching
     from nuinfer.forward import ForwardModel
     from nuinfer.physics import terrestrial as ter
     src = ter.reactor_sources(2.96, 10.39)
@@ -154,7 +154,7 @@ def test_mass_coupling_scan_reads_into_contours(make_templates):
     g90 = res.g90.values
     assert np.isfinite(g90[:5]).all() and np.all(np.diff(g90[:5]) > 0)  # heavier -> weaker
     # agreement with the existing scan when the nuisances reduce to Eq. 26's single normalisation
-    from nuinfer.infer import scan
+    from nuinfer.tasks import scan
     nom = Tk[3]
     d2 = df.BinnedData(nom["R_SM"].values, np.zeros(15), np.sqrt(1.1 * nom["R_SM"].values))
     a = df.scan_mass_coupling(nom, g, d2, df.Nuisances(flux=0.1), statistic="gauss")

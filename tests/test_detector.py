@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nuinfer.detector import (
+from nuinfer.physics.detector import (
     XENON_ER_RESOLUTION, Binning, Detector, Quenching, lindhard_k, xenonnt_er_efficiency,
 )
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnphysicalInput

@@ -13,7 +13,7 @@ from iminuit import Minuit
 from scipy.stats import norm
 
 from nuinfer.exceptions import InvalidConfig, UnphysicalInput
-from nuinfer.infer.discovery import (
+from nuinfer.tasks.discovery import (
     BackgroundModel,
     asimov_q0,
     discovery_fraction,
@@ -171,8 +171,8 @@ def test_ninety_percent_rule_against_toys():
     4-sigma band for the statistical error of the toy estimate; the Wald approximation itself is
     expected to be good to O(1/sqrt(N)) ~ 1 % here.
     """
-    from nuinfer.detector import Binning
-    from nuinfer.floor import DEFAULT_UNCERTAINTIES
+    from nuinfer.physics.detector import Binning
+    from nuinfer.tasks.floor import DEFAULT_UNCERTAINTIES
     from nuinfer.forward import ForwardModel
     from nuinfer.physics.wimp import binned_counts
 

@@ -6,7 +6,6 @@ checks are on what a user reads back from the NetCDF file with plain xarray.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 
@@ -15,7 +14,7 @@ import pytest
 import xarray as xr
 
 from nuinfer.exceptions import ConfigError
-from nuinfer.floor import DEFAULTS, load_floor_config, run_floor
+from nuinfer.tasks.floor import DEFAULTS, load_floor_config, run_floor
 
 SMALL = {
     "name": "floor_small",

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 from nuinfer.exceptions import ConfigError
-from nuinfer.floor import (
+from nuinfer.tasks.floor import (
     XSEC_OUTSIDE_DEFAULT,
     bin_momentum_transfer,
     coherent_xsec_precision,
@@ -24,12 +24,12 @@ from nuinfer.floor import (
     run_floor,
     xsec_widths,
 )
-from nuinfer.terrestrial_workflows import preset_path
+from nuinfer.tasks.terrestrial import preset_path
 
 
 def _has_coherent_data() -> bool:
     try:
-        from nuinfer import terrestrial_config as tcfg
+        from nuinfer.spec import terrestrial as tcfg
         ana = tcfg.load(preset_path("coherent_csi2017"))
         return ana.resolve(ana.cfg["data"]["observed"]).is_file()
     except Exception:  # noqa: BLE001 - any failure to locate the user files means: skip

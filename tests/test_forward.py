@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from nuinfer.detector import Binning, Detector, Quenching
+from nuinfer.physics.detector import Binning, Detector, Quenching
 from nuinfer.exceptions import EmptyWindow, InvalidConfig, UnphysicalInput
 from nuinfer.forward import ForwardModel
 from nuinfer.io import read_netcdf, write_netcdf

@@ -9,10 +9,10 @@ import pytest
 from scipy.integrate import quad
 
 from nuinfer.constants import HBARC2_MEV2_CM2, SECONDS_PER_YEAR, tonne_year_targets
-from nuinfer.detector import Binning, Detector, Quenching
+from nuinfer.physics.detector import Binning, Detector, Quenching
 from nuinfer.exceptions import InvalidConfig, UnphysicalInput
 from nuinfer.forward import ForwardModel
-from nuinfer.infer import contour, scan
+from nuinfer.tasks import contour, scan
 from nuinfer.physics import cevns, dipole, ngi
 from nuinfer.physics import terrestrial as ter
 from nuinfer.physics.targets import get_target
@@ -157,7 +157,8 @@ def test_dipole_templates_plug_into_the_scan(reactor_fm):
 
 def test_dipole_in_the_existing_forward_and_config_paths(tmp_path):
     # the dipole is a model name of the existing CEvNS path: spectrum, templates, TOML analyses
-    from nuinfer import config, workflows
+    from nuinfer.spec import xenon as config
+    from nuinfer.tasks import paper as workflows
     from nuinfer.physics.mediators import canonical_model
     assert canonical_model("dipole_portal") == "dipole"
     fm = ForwardModel("cevns", sources=("8B",), binning=Binning(0.1, 1.0, 6))

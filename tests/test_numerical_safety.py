@@ -3,7 +3,7 @@
 Corners: g_X up to 1, m_X from 1e-3 MeV (1 keV) to 1e5 MeV (100 GeV), exposures of 1 and 1e-6
 tonne-years, every new-physics model, both processes, both statistics, Asimov data and extreme
 toy data (no counts at all; counts far above the SM).  ForwardModel.templates and
-nuinfer.infer.scan must either compute finite numbers or raise a nuinfer exception with a
+nuinfer.tasks.template_scan must either compute finite numbers or raise a nuinfer exception with a
 message naming the input; nothing NaN or infinite may reach a result file, which is checked by
 writing with nuinfer.io.write_netcdf and reopening with plain xarray.
 """
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from nuinfer.detector import Binning
+from nuinfer.physics.detector import Binning
 from nuinfer.exceptions import NuinferError, UnphysicalInput
 from nuinfer.forward import ForwardModel
-from nuinfer.infer import background_counts, exclusion, scan
+from nuinfer.tasks import background_counts, exclusion, scan
 from nuinfer.io import write_netcdf
 from nuinfer.physics.mediators import MODELS
 

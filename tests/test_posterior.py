@@ -1,7 +1,7 @@
 """Bayesian posterior: sampler on known targets, storage, resume, interpolation, physics preset.
 
 Tolerances: Gaussian toy mean within 0.05 sigma and std within 5% (seeded, emcee's own
-integration-test criterion); kernels against nuinfer.infer.costs rtol 1e-10; template
+integration-test criterion); kernels against nuinfer.likelihood.costs rtol 1e-10; template
 interpolation < 1e-3 relative on counts at off-grid masses; credible vs frequentist g90 at a light
 mass within a factor 3.  Monte Carlo standard errors: the MCSE of a 90% quantile (and of a mean)
 agrees with the spread over 300 independent repetitions within 30% (iid, AR(1) ensembles and a
@@ -21,11 +21,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from nuinfer import bayes, config, workflows
+from nuinfer.tasks import bayes as bayes
+from nuinfer.spec import xenon as config
+from nuinfer.tasks import paper as workflows
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnphysicalInput
-from nuinfer.infer.costs import eq26_chi2, poisson_twice_nll
-from nuinfer.infer.costs import background_counts
-from nuinfer.infer.posterior import (
+from nuinfer.likelihood.costs import eq26_chi2, poisson_twice_nll
+from nuinfer.likelihood.costs import background_counts
+from nuinfer.tasks.posterior import (
     Parameter,
     Posterior,
     TemplateLikelihood,

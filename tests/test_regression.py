@@ -65,8 +65,8 @@ TOL = {"g90_eq26": 1e-9, "g90_poisson": 1e-6, "coherent": 1e-6, "dresden": 1e-6,
 # --------------------------------------------------------------------------------------------
 def compute_g90(process: str, model: str, statistic: str) -> list[float]:
     """g90 of one paper curve at MASSES_MEV (profile scan on templates at exactly those masses)."""
-    from nuinfer.infer import exclusion
-    from nuinfer.workflows import preset, scan_model
+    from nuinfer.tasks import exclusion
+    from nuinfer.tasks.paper import preset, scan_model
     ana = preset(CURVES[(process, model)], {"scan.g_X": dict(G_GRID[process]), "statistics.statistic": statistic})
     fm = ana.forward_model()
     templates = fm.templates(ana.interaction(model), np.array(MASSES_MEV))
@@ -79,8 +79,8 @@ def compute_g90(process: str, model: str, statistic: str) -> list[float]:
 
 def compute_coherent() -> dict:
     """COHERENT CsI 2017: SM total in the analysis bins, sin^2 theta_W best fit and 1-sigma interval."""
-    from nuinfer import terrestrial_config as tcfg
-    from nuinfer import terrestrial_workflows as tw
+    from nuinfer.spec import terrestrial as tcfg
+    from nuinfer.tasks import terrestrial as tw
     ana = tcfg.load(MODELS / "coherent_csi2017.toml", data_dir=str(COHERENT_DATA))
     res = tw.analyse(ana, tasks=["sin2w"], quiet=True)
     a = res["sin2w"].attrs
@@ -92,8 +92,8 @@ def compute_coherent() -> dict:
 
 def compute_dresden() -> float:
     """Dresden-II-like Asimov (modified Lindhard), light vector: g90 at DRESDEN_MASS_MEV."""
-    from nuinfer import terrestrial_config as tcfg
-    from nuinfer import terrestrial_workflows as tw
+    from nuinfer.spec import terrestrial as tcfg
+    from nuinfer.tasks import terrestrial as tw
     ana = tcfg.load(MODELS / "dresden2_asimov.toml", DRESDEN_OVERRIDES)
     res = tw.analyse(ana, tasks=["V"], quiet=True)
     return float(tw.g90_table(res["V"], masses=(DRESDEN_MASS_MEV,))[f"{DRESDEN_MASS_MEV:g}"])
@@ -101,8 +101,8 @@ def compute_dresden() -> float:
 
 def compute_floor() -> dict:
     """Xenon floor, SM scenario: floor cross section and 1 t yr discovery limit per WIMP mass."""
-    from nuinfer.floor import compute_floor as _compute_floor
-    from nuinfer.floor import load_floor_config
+    from nuinfer.tasks.floor import compute_floor as _compute_floor
+    from nuinfer.tasks.floor import load_floor_config
     raw = tomllib.loads((MODELS / "floor_xenon.toml").read_text())
     raw["signal"]["wimp"]["m_GeV"] = dict(FLOOR_MASSES_GEV)
     raw["floor"]["exposure"]["tonne_year"] = dict(FLOOR_EXPOSURES)
@@ -121,7 +121,7 @@ def compute_chain(tmp_dir) -> np.ndarray:
     import xarray as xr
     from threadpoolctl import threadpool_limits
 
-    from nuinfer import bayes
+    from nuinfer.tasks import bayes as bayes
     out = Path(tmp_dir) / "posterior_regression.nc"
     with threadpool_limits(limits=1):
         bayes.run_sample(MODELS / "bayes_eves_vector.toml", out, progress=False, **CHAIN)

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from nuinfer import config, workflows
+from nuinfer.spec import xenon as config
+from nuinfer.tasks import paper as workflows
 from nuinfer.cli import main
 
 TINY = """

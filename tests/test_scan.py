@@ -11,10 +11,10 @@ import xarray as xr
 from numpy.testing import assert_allclose
 
 from nuinfer.exceptions import EmptyWindow, InvalidConfig, NumericalError, UnphysicalInput
-from nuinfer.infer import delta_chi2_threshold, expected_counts, profile_eq26, scan
+from nuinfer.tasks import delta_chi2_threshold, expected_counts, profile_eq26, scan
 from nuinfer.io import read_netcdf, write_netcdf
 
-scan_module = importlib.import_module("nuinfer.infer.scan")
+scan_module = importlib.import_module("nuinfer.tasks.template_scan")
 
 G = np.logspace(-3, 1.5, 40)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from nuinfer.detector import Binning, Detector, Quenching, lindhard_k
+from nuinfer.physics.detector import Binning, Detector, Quenching, lindhard_k
 from nuinfer.exceptions import InvalidConfig, UnphysicalInput
 from nuinfer.forward import ForwardModel
 from nuinfer.physics import cevns
@@ -200,7 +200,7 @@ def test_quenching_scale_and_user_table_reproduce_lindhard():
 
 
 def test_germanium_resolution_and_callable_resolution():
-    from nuinfer.detector import GermaniumResolution
+    from nuinfer.physics.detector import GermaniumResolution
     r = GermaniumResolution(0.07, 0.11)
     assert r(0.0) == pytest.approx(0.07)
     assert r(1.0) == pytest.approx(math.sqrt(0.07**2 + 2.96e-3 * 0.11))
@@ -211,7 +211,7 @@ def test_germanium_resolution_and_callable_resolution():
 
 # ------------------------------------------------------------------------------------ Dresden-II-like
 def test_dresden_asimov_workflow_per_quenching_choice(tmp_path):
-    from nuinfer import terrestrial_workflows as tw
+    from nuinfer.tasks import terrestrial as tw
     # a user quenching table (here: Lindhard with a 20 % higher QF, standing in for e.g. the
     # iron-filter curve that users supply themselves)
     E = np.geomspace(0.05, 50.0, 200)
@@ -233,9 +233,9 @@ def test_dresden_asimov_workflow_per_quenching_choice(tmp_path):
 
 
 def test_ngi_posterior_path_evaluates():
-    from nuinfer import terrestrial_config as tcfg
-    from nuinfer import terrestrial_workflows as tw
-    from nuinfer.workflows import models_dir
+    from nuinfer.spec import terrestrial as tcfg
+    from nuinfer.tasks import terrestrial as tw
+    from nuinfer.tasks.paper import models_dir
     ana = tcfg.load(models_dir() / "dresden2_asimov.toml", {"binning.n": 13, "variants": {}})
     post, _data = tw.build_posterior(ana, "ngi")
     assert post.names[:6] == ["log10_g_S", "log10_m_S", "log10_g_V", "log10_m_V", "log10_g_T", "log10_m_T"]
@@ -266,9 +266,9 @@ def test_one_cli_runs_terrestrial_analyses_and_refuses_other_tasks(capsys):
 
 
 def test_ngi_simultaneous_point_profiles():
-    from nuinfer import terrestrial_config as tcfg
-    from nuinfer import terrestrial_workflows as tw
-    from nuinfer.workflows import models_dir
+    from nuinfer.spec import terrestrial as tcfg
+    from nuinfer.tasks import terrestrial as tw
+    from nuinfer.tasks.paper import models_dir
     ana = tcfg.load(models_dir() / "dresden2_asimov.toml", {"binning.n": 13, "variants": {}})
     pts = np.array([[-6.9, 0.0, -6.9, 0.0, -6.9, 0.0],     # all couplings negligible: the SM
                     [-5.0, 0.0, -6.9, 0.0, -6.9, 0.0],     # scalar only

@@ -1,4 +1,4 @@
-"""Execution engine and toy-calibrated critical values (nuinfer.engine, nuinfer.infer.calibration).
+"""Execution engine and toy-calibrated critical values (nuinfer.engine, nuinfer.tasks.calibration).
 
 Statistical tolerances: with N toys a fraction f has binomial standard deviation
 sqrt(p (1 - p) / N); checks allow 3-4 of them.  Seeds are fixed, so the tests are deterministic.
@@ -12,7 +12,7 @@ from scipy import stats
 
 from nuinfer.engine import chunk_slices, run_chunks
 from nuinfer.exceptions import InvalidConfig
-from nuinfer.infer.calibration import (
+from nuinfer.tasks.calibration import (
     _Problem,
     _profile_gauss_hyp,
     _quantile_with_error,
@@ -37,7 +37,7 @@ def small(request):
 @pytest.fixture(scope="module")
 def eves():
     """Real EvES scalar templates, 5 masses, 20 coarse bins (low-count tail included)."""
-    from nuinfer.detector import Binning
+    from nuinfer.physics.detector import Binning
     from nuinfer.forward import ForwardModel
 
     fm = ForwardModel("eves", binning=Binning(0.1, 1e4, 20))

@@ -26,7 +26,7 @@ from scipy.integrate import quad
 from scipy.special import erf
 
 from nuinfer.constants import AMU, M_E
-from nuinfer.detector import Binning, Detector, Quenching
+from nuinfer.physics.detector import Binning, Detector, Quenching
 from nuinfer.exceptions import UnphysicalInput
 from nuinfer.physics import wimp
 from nuinfer.physics.targets import Isotope, Target, get_target
@@ -152,7 +152,7 @@ def test_invalid_inputs_name_the_key():
 
 def test_8B_spectrum_mimics_a_6GeV_wimp():
     """Best-fit WIMP (free normalisation) to the binned 8B CEvNS spectrum alone: 4-9 GeV, ~5e-45 cm^2."""
-    from nuinfer.floor import b8_mimic
+    from nuinfer.tasks.floor import b8_mimic
     from nuinfer.forward import ForwardModel
     b = Binning(1e-3, 100.0, 60)
     fm = ForwardModel("cevns", sources=("8B",), binning=b)

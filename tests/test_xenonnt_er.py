@@ -156,7 +156,7 @@ def test_pp_rate_against_baudis2014():
     """Baudis et al., JCAP 01 (2014) 044 (arXiv:1309.7024): 5900 pp-neutrino ER events in 2-30 keV for
     14 t x 5 yr of natural xenon, i.e. 84.3 per t yr.  Free electrons, no efficiency, with resolution:
     the package gives 80.5 (-4.5 %; B16 flux, MSW P_ee).  Tolerance 10 %."""
-    from nuinfer.detector import Binning, Detector, Quenching
+    from nuinfer.physics.detector import Binning, Detector, Quenching
     from nuinfer.forward import ForwardModel
     fm = ForwardModel("eves", sources=("pp",), normalisation="b16-gs98", binding=False,
                       binning=Binning(2.0, 30.0, 28, "linear"),

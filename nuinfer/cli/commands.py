@@ -3,14 +3,13 @@ which the task makes sense (:mod:`nuinfer.spec`) and refusing the others with a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-from .. import spec
-from ..exceptions import ConfigError
+from nuinfer import spec
+from nuinfer.exceptions import ConfigError
 
 
 def _out_path(args, default: str) -> Path:
@@ -33,7 +32,7 @@ def _print(res) -> int:
 def cmd_inspect(args) -> int:
     fam = spec.require(args.analysis, "inspect")
     if fam == "terrestrial":
-        from .. import terrestrial_workflows as tw
+        from nuinfer.tasks import terrestrial as tw
         ana = tw._analysis(args.analysis, None, args.data_dir)
         models = tw.Models(ana)
         sm = models.sm_signal()
@@ -41,7 +40,7 @@ def cmd_inspect(args) -> int:
                        "target": ana.cfg["detector"]["target"], "bins": int(sm.size),
                        "binning_units": ana.cfg["binning"]["units"], "sm_total": float(sm.sum())})
     if fam == "floor":
-        from .. import floor
+        from nuinfer.tasks import floor as floor
         cfg = floor.load_floor_config(args.analysis)
         fm = floor.forward_model(cfg)
         sm = fm.sm_spectrum()
@@ -50,7 +49,7 @@ def cmd_inspect(args) -> int:
                        "sm_counts_per_tonne_year_per_source": {str(s): float(v) for s, v in
                                                                sm["counts"].sum("bin").to_series().items()},
                        "sm_total_per_tonne_year": float(sm["total"].sum())})
-    from .. import config
+    from nuinfer.spec import xenon as config
     ana = config.load(args.analysis)
     fm = ana.forward_model()
     sm = fm.sm_spectrum()
@@ -72,10 +71,10 @@ def cmd_inspect(args) -> int:
 
 def cmd_spectrum(args) -> int:
     if spec.require(args.analysis, "spectrum") == "terrestrial":
-        from .. import terrestrial_workflows as tw
+        from nuinfer.tasks import terrestrial as tw
         return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/spectrum.nc"), data_dir=args.data_dir,
                                  tasks=[], plot=not args.no_plot, quiet=args.quiet))
-    from .. import workflows
+    from nuinfer.tasks import paper as workflows
     out = _out_path(args, "outputs/spectrum.nc")
     ds, png = workflows.run_spectrum(args.analysis, out, plot=not args.no_plot, quiet=args.quiet)
     totals = {m: float(ds["total_model"].sel(model=m).sum()) for m in ds["model"].values}
@@ -88,7 +87,7 @@ def cmd_contour(args) -> int:
     fam = spec.require(args.analysis, "contour")
     out = _out_path(args, "outputs/scan.nc")
     if fam == "terrestrial":
-        from .. import terrestrial_workflows as tw
+        from nuinfer.tasks import terrestrial as tw
         ana = tw._analysis(args.analysis, None, args.data_dir)
         tasks = [t for t in ana.tasks if t != "sin2w"]
         if args.model:
@@ -98,7 +97,7 @@ def cmd_contour(args) -> int:
                               "(use `nuinfer profile` for sin2w)", key="tasks")
         return _print(tw.run_fit(args.analysis, out, data_dir=args.data_dir, tasks=tasks,
                                  plot=not args.no_plot, quiet=args.quiet))
-    from .. import workflows
+    from nuinfer.tasks import paper as workflows
     overrides = {}
     if args.statistic:
         overrides["statistics.statistic"] = args.statistic
@@ -120,10 +119,10 @@ def cmd_contour(args) -> int:
 def cmd_sample(args) -> int:
     out = _out_path(args, "outputs/posterior.nc")
     if spec.require(args.analysis, "sample") == "terrestrial":
-        from .. import terrestrial_workflows as tw
+        from nuinfer.tasks import terrestrial as tw
         return _print(tw.run_posterior(args.analysis, out, task=args.model, walkers=args.walkers, steps=args.steps,
                                        seed=args.seed, data_dir=args.data_dir, quiet=args.quiet))
-    from .. import bayes
+    from nuinfer.tasks import bayes as bayes
     res = bayes.run_sample(args.analysis, out, walkers=args.walkers, steps=args.steps, seed=args.seed,
                                resume=args.resume, progress=not args.quiet, model=args.model)
     print(json.dumps(res, indent=2, sort_keys=True, default=str))
@@ -131,7 +130,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .. import bayes
+    from nuinfer.tasks import bayes as bayes
     res = bayes.run_plot(args.posterior, outdir=args.outdir)
     print(json.dumps(res, indent=2, sort_keys=True, default=str))
     return 0
@@ -139,7 +138,7 @@ def cmd_plot(args) -> int:
 
 def cmd_compare(args) -> int:
     spec.require(args.analysis, "compare")
-    from .. import workflows
+    from nuinfer.tasks import paper as workflows
     out = _out_path(args, "outputs/compare.nc")
     res = workflows.run_compare(args.analysis, args.vary, out, model=args.model, quiet=args.quiet,
                                 grid=args.grid)
@@ -148,7 +147,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .. import workflows
+    from nuinfer.tasks import paper as workflows
     t0 = time.perf_counter()
     res = workflows.reproduce(args.outdir, quick=args.quick, quiet=args.quiet, only=args.only)
     res["wall_time_s"] = round(time.perf_counter() - t0, 1)
@@ -159,40 +158,40 @@ def cmd_reproduce(args) -> int:
 def cmd_profile(args) -> int:
     """One-parameter profile (sin^2 theta_W) of an analysis."""
     spec.require(args.analysis, "profile")
-    from .. import terrestrial_workflows as tw
+    from nuinfer.tasks import terrestrial as tw
     return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/profile.nc"), data_dir=args.data_dir,
                              tasks=["sin2w"], plot=not args.no_plot, quiet=args.quiet))
 
 
 def cmd_fit(args) -> int:
     spec.require(args.analysis, "fit")
-    from .. import terrestrial_workflows as tw
+    from nuinfer.tasks import terrestrial as tw
     return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/fit.nc"), data_dir=args.data_dir,
                              tasks=args.task or None, plot=not args.no_plot, quiet=args.quiet))
 
 
 def cmd_coherent(args) -> int:
-    from .. import terrestrial_workflows as tw
+    from nuinfer.tasks import terrestrial as tw
     return _print(tw.run_coherent(_out_path(args, "outputs/coherent_csi2017.nc"), preset=args.preset,
                                   data_dir=args.data_dir, tasks=args.task or None, plot=not args.no_plot,
                                   quiet=args.quiet))
 
 
 def cmd_dresden(args) -> int:
-    from .. import terrestrial_workflows as tw
+    from nuinfer.tasks import terrestrial as tw
     return _print(tw.run_dresden(_out_path(args, "outputs/dresden2.nc"), preset=args.preset, data_dir=args.data_dir,
                                  tasks=args.task or None, quenching_table=args.quenching_table,
                                  plot=not args.no_plot, quiet=args.quiet))
 
 
 def cmd_review_figures(args) -> int:
-    from .. import terrestrial_workflows as tw
+    from nuinfer.tasks import terrestrial as tw
     return _print(tw.review_figures(args.outdir, coherent_data_dir=args.data_dir,
                                     quenching_table=args.quenching_table, quick=args.quick, quiet=args.quiet))
 
 
 def cmd_floor(args) -> int:
     spec.require(args.analysis, "floor")
-    from ..floor import run_floor
+    from nuinfer.tasks.floor import run_floor
     return _print(run_floor(args.analysis, _out_path(args, "outputs/floor.nc"), quick=args.quick,
                             quiet=args.quiet, plot=not args.no_plot))

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..constants import (
+from nuinfer.constants import (
     ALPHA_EM, G_F, HBARC_MEV_FM, LOG_MTAU2_MMU2, M_D, M_N, M_P, M_U, SIN2_THETA_W,
 )
-from ..exceptions import InvalidConfig
-from .mediators import Interaction, get_interaction
-from .targets import Isotope
+from nuinfer.exceptions import InvalidConfig
+from nuinfer.physics.mediators import Interaction, get_interaction
+from nuinfer.physics.targets import Isotope
 
 SQRT2 = np.sqrt(2.0)
 

@@ -25,7 +25,7 @@ forward model's generic hook :meth:`nuinfer.forward.ForwardModel.kernel_counts` 
 over any flux, with the m4-dependent lower limit ``E_nu^min(E_r, m4)``.  The rate is
 ``R = R_SM + mu^2 T_D(m4)``: :func:`dipole_templates` writes ``T_D`` in the (m_X, g_X) templates
 contract (``m_X = m4``, ``g_X = mu``, ``T1 = T_D``, ``T2 = 0``), so the scans, contours and
-posteriors of :mod:`nuinfer.infer` and :mod:`nuinfer.infer.datafit` apply unchanged.
+posteriors of :mod:`nuinfer.tasks` and :mod:`nuinfer.tasks.datafit` apply unchanged.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..constants import ALPHA_EM, M_E
-from ..exceptions import UnphysicalInput
-from .cevns import form_factor as _form_factor
+from nuinfer.constants import ALPHA_EM, M_E
+from nuinfer.exceptions import UnphysicalInput
+from nuinfer.physics.cevns import form_factor as _form_factor
 
 __all__ = [
     "MU_B_PREFACTOR",

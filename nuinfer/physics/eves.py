@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..constants import ALPHA_EM, G_F, LOG_MTAU2_MMU2, M_E, SIN2_THETA_W
-from .mediators import get_interaction
+from nuinfer.constants import ALPHA_EM, G_F, LOG_MTAU2_MMU2, M_E, SIN2_THETA_W
+from nuinfer.physics.mediators import get_interaction
 
 SQRT2 = np.sqrt(2.0)
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..exceptions import InvalidConfig
+from nuinfer.exceptions import InvalidConfig
 
 MODELS = ("SM", "S", "P", "V", "A", "T", "B-L", "Lmu-Ltau")
 #: interactions outside the Table I family, with their own modules and kinematics: the

@@ -30,7 +30,7 @@ Because S, V and T add incoherently, the counts are the SM plus each interaction
 
 :class:`NGIModel` evaluates this *exactly* (no interpolation) for a batch of parameter points from
 the forward model's node weights: each point costs one (nodes x bins) matrix product per active
-interaction.  It is the signal of :func:`nuinfer.infer.datafit` fits and posteriors over any
+interaction.  It is the signal of :func:`nuinfer.tasks.datafit` fits and posteriors over any
 subset of ``(g_S, m_S, g_V, m_V, g_T, m_T)``.
 """
 
@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..constants import G_F, SIN2_THETA_W
-from ..exceptions import InvalidConfig, UnphysicalInput
-from .cevns import charges, enu_min, weak_charge_sm
-from .cevns import form_factor as _form_factor
-from .mediators import Interaction
+from nuinfer.constants import G_F, SIN2_THETA_W
+from nuinfer.exceptions import InvalidConfig, UnphysicalInput
+from nuinfer.physics.cevns import charges, enu_min, weak_charge_sm
+from nuinfer.physics.cevns import form_factor as _form_factor
+from nuinfer.physics.mediators import Interaction
 
 __all__ = ["NGI_PARAMETERS", "NGIModel", "dsigma_dEr", "ngi_xi"]
 

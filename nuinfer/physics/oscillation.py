@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..constants import DM21_EV2, G_F, HBARC_MEV_CM, N_A, SIN2_THETA12, SIN2_THETA13, SIN2_THETA23
-from ..exceptions import InvalidConfig, UnphysicalInput
-from .sources import FLAVOURS, SOLAR_SOURCES
+from nuinfer.constants import DM21_EV2, G_F, HBARC_MEV_CM, N_A, SIN2_THETA12, SIN2_THETA13, SIN2_THETA23
+from nuinfer.exceptions import InvalidConfig, UnphysicalInput
+from nuinfer.physics.sources import FLAVOURS, SOLAR_SOURCES
 
 __all__ = [
     "OscillationParams",

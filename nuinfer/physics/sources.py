@@ -40,8 +40,8 @@ from scipy.integrate import solve_ivp
 from scipy.interpolate import CubicSpline
 from scipy.special import erf, loggamma
 
-from ..constants import ALPHA_EM, HBARC_MEV_FM, M_ALPHA, M_E, M_MU, M_PI_CHARGED
-from ..exceptions import DataFileError, InvalidConfig, NumericalError, UnphysicalInput
+from nuinfer.constants import ALPHA_EM, HBARC_MEV_FM, M_ALPHA, M_E, M_MU, M_PI_CHARGED
+from nuinfer.exceptions import DataFileError, InvalidConfig, NumericalError, UnphysicalInput
 
 __all__ = [
     "SOURCE_NAMES",

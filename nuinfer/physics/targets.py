@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..constants import AMU, M_E
-from ..exceptions import InvalidConfig
+from nuinfer.constants import AMU, M_E
+from nuinfer.exceptions import InvalidConfig
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..exceptions import InvalidConfig, UnphysicalInput
-from .sources import MICHEL_E_MAX, PION_DAR_E, Emission
+from nuinfer.exceptions import InvalidConfig, UnphysicalInput
+from nuinfer.physics.sources import MICHEL_E_MAX, PION_DAR_E, Emission
 
 __all__ = [
     "DEFAULT_FISSION_FRACTIONS",

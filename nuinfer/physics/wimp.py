@@ -38,10 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-from ..constants import KEV, M_P, SECONDS_PER_YEAR, tonne_year_targets
-from ..exceptions import UnphysicalInput
-from .cevns import helm_form_factor
-from .targets import Target, get_target
+from nuinfer.constants import KEV, M_P, SECONDS_PER_YEAR, tonne_year_targets
+from nuinfer.exceptions import UnphysicalInput
+from nuinfer.physics.cevns import helm_form_factor
+from nuinfer.physics.targets import Target, get_target
 
 __all__ = [
     "C_KM_S",
@@ -270,17 +270,17 @@ def binned_counts(m_chi_GeV, binning, detector, *, sigma_n_cm2: float = 1e-45, t
 
     The detector machinery of the neutrino forward model is reused: every keVee bin edge (and the
     true-energy range that can feed the bins when there is a resolution) is mapped to keVnr with
-    :meth:`nuinfer.detector.Quenching.e_nr`, ``dR/dE_nr`` is integrated with 10-point
+    :meth:`nuinfer.physics.detector.Quenching.e_nr`, ``dR/dE_nr`` is integrated with 10-point
     Gauss-Legendre panels (log E) between consecutive mapped edges, each panel cut at every
-    isotope's kinematic endpoint, and :meth:`nuinfer.detector.Detector.response` (efficiency,
+    isotope's kinematic endpoint, and :meth:`nuinfer.physics.detector.Detector.response` (efficiency,
     resolution) distributes each node into the bins.
 
     Parameters
     ----------
     m_chi_GeV : float or array_like
         WIMP mass(es) [GeV].
-    binning : nuinfer.detector.Binning
-    detector : nuinfer.detector.Detector
+    binning : nuinfer.physics.detector.Binning
+    detector : nuinfer.physics.detector.Detector
     sigma_n_cm2 : float, optional
         WIMP-nucleon cross section [cm^2]. Default 1e-45 (counts are linear in it).
     target : str or Target, optional

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..exceptions import DataFileError
+from nuinfer.exceptions import DataFileError
 
 #: Version of the raw -> NetCDF conversion (stored in the converted file as ``converter_version``).
 CONVERTER_VERSION = "1.0"

@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..detector import XENON_ER_RESOLUTION, Binning, Detector, Quenching
-from ..exceptions import DataFileError, InvalidConfig, UnphysicalInput
+from nuinfer.physics.detector import XENON_ER_RESOLUTION, Binning, Detector, Quenching
+from nuinfer.exceptions import DataFileError, InvalidConfig, UnphysicalInput
 
 __all__ = [
     "CITATION",
@@ -290,7 +290,7 @@ _NC_ATTRS = ("exposure_t_yr", "window_lo_keV", "window_hi_keV")
 
 
 def _read_nc(path: Path) -> ERData:
-    from ..io import read_netcdf
+    from nuinfer.io import read_netcdf
     ds = read_netcdf(path)
     missing = [v for v in _NC_VARS if v not in ds.variables] + [a for a in _NC_ATTRS if a not in ds.attrs]
     if missing:
@@ -383,7 +383,7 @@ def _check_covers(data: ERData, grid: np.ndarray) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _cached_fm(sources: tuple, flux_preset, edges: tuple, n_nodes: int, resolution: tuple):
-    from ..forward import ForwardModel
+    from nuinfer.forward import ForwardModel
     det = Detector(Quenching("none"), None, resolution)
     norm = json.loads(flux_preset) if flux_preset.startswith("{") else flux_preset
     return ForwardModel(process="eves", target="Xe", sources=sources, normalisation=norm,
@@ -399,7 +399,7 @@ def forward_model(sources=None, *, flux_preset="b16-gs98", edges_keV=None, n_nod
     (default :data:`RESOLUTION`), no efficiency (applied afterwards in reconstructed energy), the
     fine bins ``edges_keV``.  Cached (shared read-only) per argument set.
     """
-    from ..physics.sources import SOLAR_SOURCES
+    from nuinfer.physics.sources import SOLAR_SOURCES
     srcs = tuple(SOLAR_SOURCES if sources is None else sources)
     key = flux_preset if isinstance(flux_preset, str) else json.dumps(dict(flux_preset), sort_keys=True)
     res = tuple(float(x) for x in resolution)
@@ -407,7 +407,7 @@ def forward_model(sources=None, *, flux_preset="b16-gs98", edges_keV=None, n_nod
 
 
 def _groups(sources) -> dict[str, tuple[str, ...]]:
-    from ..physics.sources import SOLAR_SOURCES
+    from nuinfer.physics.sources import SOLAR_SOURCES
     if sources is None:
         return dict(SOURCE_GROUPS)
     if isinstance(sources, Mapping):
@@ -481,7 +481,7 @@ def er_templates(data: ERData, interaction, m_X_MeV, *, flux_preset="b16-gs98", 
 
     Returns ``T(group, power, m_X, E)`` and the group sum ``T_total(power, m_X, E)``.
     """
-    from ..physics.mediators import get_interaction
+    from nuinfer.physics.mediators import get_interaction
     inter = get_interaction(interaction)
     groups = _groups(sources)
     edges = _edges(edges_keV)
@@ -511,7 +511,7 @@ def er_templates(data: ERData, interaction, m_X_MeV, *, flux_preset="b16-gs98", 
 
 def _mu_coefficients(T, iso, flavour, anti):
     """dsigma/dT per electron per (mu_nu / MU_NU_UNIT mu_B)^2: pi alpha^2/m_e^2 (1/T - 1/E_nu)."""
-    from ..physics.dipole import MU_B_PREFACTOR
+    from nuinfer.physics.dipole import MU_B_PREFACTOR
     pre = MU_B_PREFACTOR * MU_NU_UNIT**2
     T = np.asarray(T, float)
     return np.stack([pre / T, np.full(T.shape, -pre), np.zeros(T.shape)])

@@ -27,7 +27,7 @@ FAMILIES = tuple(TASKS)
 
 def read(path) -> tuple[str, dict]:
     """``(family, internal mapping)`` of an analysis file (clear errors for missing or malformed files)."""
-    from nuinfer.config import read_toml
+    from nuinfer.spec.xenon import read_toml
 
     raw, _ = read_toml(path)
     return lower(raw)
@@ -39,7 +39,7 @@ def read_analysis(path_or_dict, expect: str):
     Files always follow the analysis-file schema.  A mapping may also be given in the internal,
     already-lowered form (family ``None``: programmatic use, no key translation needed).
     """
-    from nuinfer.config import read_toml
+    from nuinfer.spec.xenon import read_toml
 
     raw, path = read_toml(path_or_dict)
     if isinstance(path_or_dict, dict) and not is_unified(raw):

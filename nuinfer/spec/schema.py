@@ -18,8 +18,8 @@ The file's *family* follows from its content: ``[experiment] release`` (a XENONn
 makes it a real-data xenon analysis; an ``[experiment.source]`` table (a reactor or pi-DAR beam) a
 terrestrial data fit; a ``[floor]`` table or ``[signal.wimp]`` a neutrino-floor
 study; otherwise it is a xenon analysis of astrophysical neutrinos.  :func:`lower` maps a file onto
-the validated internal form its family's computations use (:mod:`nuinfer.config`,
-:mod:`nuinfer.terrestrial_config`, :mod:`nuinfer.floor`), and :func:`public_key` maps the key of
+the validated internal form its family's computations use (:mod:`nuinfer.spec.xenon`,
+:mod:`nuinfer.spec.terrestrial`, :mod:`nuinfer.tasks.floor`), and :func:`public_key` maps the key of
 any validation error back to the file's own key path, so messages always name what the user wrote.
 """
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from nuinfer.exceptions import InvalidConfig
 from nuinfer.likelihood import BinnedModel, Component, Morph, Parameter, PolyTemplate, profile
-from nuinfer.tasks.scan import mass_coupling_scan, parameter_profile
+from nuinfer.tasks.model_scan import mass_coupling_scan, parameter_profile
 
 __all__ = ["B16_GS98_8B", "ER_UNCERTAINTIES", "B8Cevns", "ElectronRecoils"]
 
@@ -113,7 +113,7 @@ class B8Cevns:
     @cached_property
     def forward_model(self):
         """8B CEvNS in natural xenon, keVnr bins of 0.1 keV centred on the release's mono energies."""
-        from nuinfer.detector import Binning, Detector, Quenching
+        from nuinfer.physics.detector import Binning, Detector, Quenching
         from nuinfer.forward import ForwardModel
 
         E = self.release.E_nr_keV
@@ -180,7 +180,7 @@ class B8Cevns:
         return ds
 
     def scan(self, model, masses, g_X, *, cl: float = 0.9, ndof: int = 2):
-        """Profiled (m_X, g_X) surface for one mediator model (scan contract of nuinfer.infer)."""
+        """Profiled (m_X, g_X) surface for one mediator model (scan contract of nuinfer.tasks)."""
         N = self.mediator_nodes(model, masses)  # (3, M, 49, n)
 
         def templates(i, g2):

@@ -1,6 +1,6 @@
 """Analysis files for terrestrial (reactor, pi-DAR) data-driven fits: TOML -> validated analysis.
 
-Same validation style as :mod:`nuinfer.config` (unknown keys are errors, every message names the
+Same validation style as :mod:`nuinfer.spec.xenon` (unknown keys are errors, every message names the
 dotted key path and the fix).  Relative paths are resolved against ``[data].dir`` (default: the
 analysis file's folder); ``nuinfer fit --data-dir`` overrides it.  Layout (every table optional
 unless stated)::
@@ -78,8 +78,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import NUM, _check, _merge, read_toml, set_dotted
-from .exceptions import DataFileError, InvalidConfig, UnphysicalInput
+from nuinfer.spec.xenon import NUM, _check, _merge, set_dotted
+from nuinfer.exceptions import DataFileError, InvalidConfig, UnphysicalInput
 
 
 _RANGE = {"lo": NUM, "hi": NUM, "n": int, "scale": str}
@@ -143,7 +143,7 @@ _CHOICES = {
 
 
 def _tasks() -> tuple[str, ...]:
-    from .physics.mediators import MODELS
+    from nuinfer.physics.mediators import MODELS
     return ("sin2w", "dipole") + tuple(m for m in MODELS if m not in ("SM",))
 
 
@@ -240,7 +240,7 @@ def validate(raw: dict) -> dict:
     tasks = cfg["tasks"]
     if not tasks:
         raise InvalidConfig("empty; give at least one of " + ", ".join(_tasks()), key="tasks")
-    from .physics.mediators import canonical_model
+    from nuinfer.physics.mediators import canonical_model
     out = []
     for i, t in enumerate(tasks):
         if not isinstance(t, str):
@@ -357,7 +357,7 @@ class TerrestrialAnalysis:
         raw = copy.deepcopy(self.raw)
         for k, v in overrides.items():
             set_dotted(raw, k, v)
-        from .spec import translated
+        from nuinfer.spec import translated
         with translated(self.family):
             return TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir, self.family)
 
@@ -372,7 +372,7 @@ class TerrestrialAnalysis:
             for k, v in over.items():
                 set_dotted(raw, k, v)
             raw["name"] = f"{self.name}:{vname}"
-            from .spec import translated
+            from nuinfer.spec import translated
             with translated(self.family):
                 out[vname] = TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir,
                                                  self.family)
@@ -396,7 +396,7 @@ class TerrestrialAnalysis:
 
     def sources(self) -> dict:
         """Forward-model sources ``{name: [Emission]}``."""
-        from .physics import terrestrial as ter
+        from nuinfer.physics import terrestrial as ter
         s = self.cfg["source"]
         if s["type"] == "pidar":
             return ter.pion_dar_sources(s["pot"], s["distance_m"], self.live_time_s, nu_per_proton=s["nu_per_proton"])
@@ -422,13 +422,13 @@ class TerrestrialAnalysis:
         return x / self.light_yield if self.cfg["binning"]["units"] == "PE" else x
 
     def quenching(self, scale: float = 1.0):
-        from .detector import Quenching, lindhard_k
-        from .physics.targets import get_target
+        from nuinfer.physics.detector import Quenching, lindhard_k
+        from nuinfer.physics.targets import get_target
         d = self.cfg["detector"]
         t = get_target(d["target"])
         table = None
         if d["quenching"] == "table":
-            from .config import load_table
+            from nuinfer.spec.xenon import load_table
             table = tuple(load_table(self.resolve(d["table"]), "detector.table").T)
         k = float(d["k"]) if "k" in d else float(lindhard_k(t.Z, t.mean_A))
         return Quenching(d["quenching"], k=k, Z=t.Z, value=float(d.get("value", 0.15)), table=table,
@@ -438,7 +438,7 @@ class TerrestrialAnalysis:
         d = self.cfg["detector"]
         if d["efficiency"] == "ideal":
             return None
-        from .config import load_table
+        from nuinfer.spec.xenon import load_table
         E, eff = load_table(self.resolve(d["efficiency"]), "detector.efficiency").T
         if np.any(eff > 1):
             raise DataFileError("efficiency values must be <= 1 (fractions, not percent)", key="detector.efficiency")
@@ -446,7 +446,7 @@ class TerrestrialAnalysis:
         return _Efficiency(E, eff, ly)
 
     def resolution(self):
-        from .detector import GermaniumResolution
+        from nuinfer.physics.detector import GermaniumResolution
         d = self.cfg["detector"]
         r = d["resolution"]
         if r == "none":
@@ -457,8 +457,8 @@ class TerrestrialAnalysis:
 
     def forward_model(self, *, qf_scale: float = 1.0, sin2w: float | None = None, edges_units=None):
         """The CEvNS forward model of this analysis (optionally at a quenching scale / sin^2 theta_W)."""
-        from .detector import Binning, Detector
-        from .forward import ForwardModel
+        from nuinfer.physics.detector import Binning, Detector
+        from nuinfer.forward import ForwardModel
         d = self.cfg["detector"]
         src = self.sources()
         e = self.edges() if edges_units is None else np.asarray(edges_units, float)
@@ -470,12 +470,12 @@ class TerrestrialAnalysis:
 
     # ------------------------------------------------------------------ data
     def nuisances(self):
-        from .infer.datafit import Nuisances
+        from nuinfer.tasks.datafit import Nuisances
         n = self.cfg["nuisances"]
         return Nuisances(n["flux"], n["efficiency"], n["quenching"], n["background"])
 
     def qf_nodes(self) -> np.ndarray:
-        from .infer.datafit import qf_nodes
+        from nuinfer.tasks.datafit import qf_nodes
         n = self.cfg["nuisances"]
         return qf_nodes(n["quenching"], n["qf_nodes"])
 
@@ -498,8 +498,8 @@ class TerrestrialAnalysis:
         return np.full(e.size - 1, float(bg))
 
     def binned_data(self, sm_signal) -> object:
-        """:class:`~nuinfer.infer.datafit.BinnedData` (Asimov = SM signal + background)."""
-        from .infer.datafit import BinnedData
+        """:class:`~nuinfer.tasks.datafit.BinnedData` (Asimov = SM signal + background)."""
+        from nuinfer.tasks.datafit import BinnedData
         d = self.cfg["data"]
         e = self.edges()
         bg = self.background()
@@ -546,7 +546,7 @@ def load(path_or_dict, overrides: dict | None = None, *, data_dir: str | None = 
         if data_dir is not None:
             ana = TerrestrialAnalysis(ana.cfg, ana.path, ana.raw, str(data_dir), ana.family)
         return ana
-    from .spec import read_analysis, translated
+    from nuinfer.spec import read_analysis, translated
 
     raw, path, fam = read_analysis(path_or_dict, "terrestrial")
     for k, v in (overrides or {}).items():

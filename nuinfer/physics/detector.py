@@ -19,7 +19,7 @@ Realistic response (hooks; the paper preset is an ideal detector)
       al., PRD 102 (2020) 072004) is the preset ``"xenon"``.
 
 Quenching-factor nuisance: ``Quenching(..., scale=s)`` multiplies Q_f by ``s`` (default 1), which
-is how the data-driven fits (:mod:`nuinfer.infer.datafit`) vary the quenching normalisation.
+is how the data-driven fits (:mod:`nuinfer.tasks.datafit`) vary the quenching normalisation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 from scipy.special import ndtr
 
-from .exceptions import DataFileError, InvalidConfig, UnphysicalInput
+from nuinfer.exceptions import DataFileError, InvalidConfig, UnphysicalInput
 
 
 QUENCHING_MODELS = ("lindhard", "lindhard_adiabatic", "constant", "table", "none")

@@ -1,10 +1,10 @@
 """Data-driven binned fits: observed counts, background, and several nuisance parameters.
 
-This is the counterpart of :mod:`nuinfer.infer.scan` for *real data* (COHERENT CsI, Dresden-II
+This is the counterpart of :mod:`nuinfer.tasks.template_scan` for *real data* (COHERENT CsI, Dresden-II
 like reactor data, or any user counts): the same conventions (chi2 scale, names ``chi2`` /
 ``twice_nll`` / ``delta_*``, thresholds from ``scipy.stats.chi2.ppf`` recorded with ``cl``,
 ``ndof``, ``scan_mode``), the same template contract, and outputs that
-:func:`nuinfer.infer.contours.contour` reads directly.
+:func:`nuinfer.tasks.contours.contour` reads directly.
 
 Prediction
 ----------
@@ -50,7 +50,7 @@ Scans and posteriors
 * :func:`scan_mass_coupling` -- (m_X, g_X) surface in the scan contract (``delta_chi2`` or
   ``delta_twice_nll``, ``threshold``, ``statistic_variable``), for contours and limits;
 * :class:`DataFitLikelihood` -- vectorised log-likelihood for
-  :class:`nuinfer.infer.posterior.Posterior` (emcee), with the nuisances sampled under their
+  :class:`nuinfer.tasks.posterior.Posterior` (emcee), with the nuisances sampled under their
   Gaussian priors; any signal callable (polynomial, mass-coupling interpolation, exact NGI).
 """
 
@@ -71,7 +71,7 @@ from nuinfer.exceptions import (
     NumericalError,
     UnphysicalInput,
 )
-from nuinfer.infer.costs import _x_minus_log1p
+from nuinfer.likelihood.costs import _x_minus_log1p
 
 __all__ = [
     "NUISANCES",
@@ -574,7 +574,7 @@ def scan_parameter(templates, values, data: BinnedData, nuisances: Nuisances, *,
     xarray.Dataset
         ``chi2``/``twice_nll`` and ``delta_*`` along ``name``, profiled nuisances, ``converged``;
         attrs ``best_fit``, ``interval_1sigma_lo/hi`` (Delta = 1), ``interval_cl_lo/hi``
-        (Delta = chi2.ppf(cl, 1)), ``threshold``, and the conventions of :mod:`nuinfer.infer`.
+        (Delta = chi2.ppf(cl, 1)), ``threshold``, and the conventions of :mod:`nuinfer.tasks`.
         Interval ends are refined by root finding on the exact profile; an end beyond the grid is
         recorded as NaN-free ``-inf``/``inf`` flagged by ``interval_*_open``.
     """
@@ -649,7 +649,7 @@ def scan_parameter(templates, values, data: BinnedData, nuisances: Nuisances, *,
 def scan_mass_coupling(templates, g_X, data: BinnedData, nuisances: Nuisances, *, statistic: str = "gauss",
                        cl: float = 0.9, ndof: int = 2, eta_nodes=None, m_X=None,
                        coupling_power: int = 2, attrs: dict | None = None) -> xr.Dataset:
-    """Profiled Delta surface over (m_X, g_X) in the scan contract of :mod:`nuinfer.infer.scan`.
+    """Profiled Delta surface over (m_X, g_X) in the scan contract of :mod:`nuinfer.tasks.template_scan`.
 
     Parameters
     ----------
@@ -675,7 +675,7 @@ def scan_mass_coupling(templates, g_X, data: BinnedData, nuisances: Nuisances, *
     xarray.Dataset
         ``delta_chi2``/``delta_twice_nll`` (m_X, g_X) and the statistic, profiled nuisances,
         ``converged``; attrs ``threshold``, ``statistic_variable``, best fit, SM value.  Reads
-        directly into :func:`nuinfer.infer.contours.contour`.
+        directly into :func:`nuinfer.tasks.contours.contour`.
     """
     statistic = _check_statistic(statistic)
     if m_X is None:
@@ -726,12 +726,12 @@ def scan_mass_coupling(templates, g_X, data: BinnedData, nuisances: Nuisances, *
 # posteriors
 # --------------------------------------------------------------------------------------------
 def nuisance_parameters(nuisances: Nuisances) -> tuple:
-    """Sampled nuisance :class:`~nuinfer.infer.posterior.Parameter` objects (Gaussian priors).
+    """Sampled nuisance :class:`~nuinfer.tasks.posterior.Parameter` objects (Gaussian priors).
 
     Fixed nuisances (width 0) are not sampled; free ones (inf) get a uniform prior on [-0.99, 3].
     ``a_qf`` is truncated to the morphing-node range.
     """
-    from nuinfer.infer.posterior import Parameter
+    from nuinfer.tasks.posterior import Parameter
 
     out = []
     lo_qf, hi_qf = qf_nodes(nuisances.quenching)[[0, -1]] if nuisances.quenching > 0 else (0.0, 0.0)
@@ -817,9 +817,9 @@ def polynomial_signal(templates) -> Callable:
 def mass_coupling_signal(templates, m_X=None) -> Callable:
     """Signal callable over ``(log10 m_X, log10 g_X)`` from mass-grid templates (cubic in log10 m).
 
-    Uses :class:`nuinfer.infer.posterior.TemplateInterpolator` per quenching node.
+    Uses :class:`nuinfer.tasks.posterior.TemplateInterpolator` per quenching node.
     """
-    from nuinfer.infer.posterior import TemplateInterpolator
+    from nuinfer.tasks.posterior import TemplateInterpolator
 
     if m_X is None:
         ref = templates[0] if isinstance(templates, (list, tuple)) else templates

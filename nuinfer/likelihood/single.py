@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nuinfer.exceptions import InvalidConfig
-from nuinfer.infer.costs import (
+from nuinfer.likelihood.costs import (
     STATISTICS,
     Eq26Chi2,
     PoissonTwiceNLL,
@@ -326,8 +326,8 @@ def profile_minuit(
     data : array_like, shape (..., bin), optional
         Observed counts. Default ``None``: Asimov ``D = R_SM``.
     statistic : {"eq26", "poisson"}, optional
-        Cost to minimise (:class:`~nuinfer.infer.costs.Eq26Chi2` or
-        :class:`~nuinfer.infer.costs.PoissonTwiceNLL`). Default ``"eq26"``.
+        Cost to minimise (:class:`~nuinfer.likelihood.costs.Eq26Chi2` or
+        :class:`~nuinfer.likelihood.costs.PoissonTwiceNLL`). Default ``"eq26"``.
     sigma_sys, sigma_bg : float, optional
         As in the costs. Default 0.1 each.
     strategy : int, optional

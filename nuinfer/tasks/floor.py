@@ -7,7 +7,7 @@ PRL 127 (2021) 251802.  What :func:`run_floor` computes, per *scenario* of the n
 2. Neutrino backgrounds per source from :class:`nuinfer.forward.ForwardModel` (SM, or SM plus a light
    mediator at a benchmark ``(g_X, m_X)``), one Gaussian normalisation nuisance per flux (the two
    7Be lines share one), optionally a sin^2 theta_W nuisance.
-3. The discovery limit (3 sigma in 90 % of experiments, Asimov/asymptotic; :mod:`nuinfer.infer.discovery`)
+3. The discovery limit (3 sigma in 90 % of experiments, Asimov/asymptotic; :mod:`nuinfer.tasks.discovery`)
    on a grid of WIMP masses x exposures, the fog index ``n = -(d ln sigma / d ln exposure)^-1``, the
    floor (the limit where ``n`` first rises through 2) and the fog map ``n(m_chi, sigma)``.
 4. The 8B-WIMP degeneracy of the review's Fig. 4 (best-matching WIMP mass and cross section) and a
@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import __version__
-from .config import NUM, _check
-from .exceptions import InvalidConfig, UnphysicalInput
-from .io import provenance_attrs, write_netcdf
+from nuinfer import __version__
+from nuinfer.spec.xenon import NUM, _check
+from nuinfer.exceptions import InvalidConfig, UnphysicalInput
+from nuinfer.io import provenance_attrs, write_netcdf
 
 __all__ = [
     "DEFAULTS",
@@ -179,7 +179,7 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
     InvalidConfig, UnknownKey, UnphysicalInput
         With the dotted key path of the offending entry.
     """
-    from .spec import read_analysis, translated
+    from nuinfer.spec import read_analysis, translated
 
     raw, path, fam = read_analysis(path_or_dict, "floor")
     with translated(fam):
@@ -187,8 +187,8 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
 
 
 def _validate_floor(raw: dict, path, quick: bool) -> dict:
-    from .physics.mediators import canonical_model
-    from .physics.sources import NORMALISATIONS, SOURCE_NAMES
+    from nuinfer.physics.mediators import canonical_model
+    from nuinfer.physics.sources import NORMALISATIONS, SOURCE_NAMES
 
     _check(raw, SCHEMA)
     for name, sc in raw.get("scenarios", {}).items():
@@ -203,7 +203,7 @@ def _validate_floor(raw: dict, path, quick: bool) -> dict:
         cfg["auto_limit"]["g_points"] = min(cfg["auto_limit"]["g_points"], q["g_points"])
         cfg["toys"]["n"] = min(cfg["toys"]["n"], q["toys"])
     # ---- values
-    from .physics.targets import get_target
+    from nuinfer.physics.targets import get_target
     get_target(cfg["target"])
     for k, v in cfg["halo"].items():
         _positive(v, f"halo.{k}", allow_zero=(k == "v_E_km_s"))
@@ -268,7 +268,7 @@ def _validate_floor(raw: dict, path, quick: bool) -> dict:
                             "(keVnr bins)",
                             key="detector.quenching")
     if cfg["detector"]["k"] is None:  # Lindhard k = 0.133 Z^(2/3) A^(-1/2) of the target (0.166 for Xe)
-        from .detector import lindhard_k
+        from nuinfer.physics.detector import lindhard_k
         tgt = get_target(cfg["target"])
         cfg["detector"]["k"] = round(float(lindhard_k(tgt.Z, tgt.mean_A)), 3)
         cfg["_k_auto"] = True
@@ -366,10 +366,10 @@ def _grid(r: dict) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 def forward_model(cfg: dict, *, sin2w: float | None = None):
     """The CEvNS :class:`~nuinfer.forward.ForwardModel` of a floor configuration (1 tonne-year)."""
-    from .detector import Binning, Detector, Quenching
-    from .forward import ForwardModel
-    from .physics.sources import NORMALISATIONS
-    from .physics.targets import get_target
+    from nuinfer.physics.detector import Binning, Detector, Quenching
+    from nuinfer.forward import ForwardModel
+    from nuinfer.physics.sources import NORMALISATIONS
+    from nuinfer.physics.targets import get_target
 
     tgt = get_target(cfg["target"])
     b = cfg["binning"]
@@ -401,7 +401,7 @@ def _xsec_preset_path(name: str, cfg_path=None) -> Path:
         if not p.is_absolute() and cfg_path:
             p = Path(cfg_path).parent / p
     else:
-        from .terrestrial_workflows import preset_path
+        from nuinfer.tasks.terrestrial import preset_path
         p = preset_path(name)
     if not p.is_file():
         raise InvalidConfig(f"no terrestrial analysis {str(p)!r}; use a preset name such as \"coherent_csi2017\" "
@@ -433,7 +433,7 @@ def coherent_xsec_precision(preset: str = "coherent_csi2017", *, data_dir=None, 
         (``n_sigma,k``), ``predicted``, ``observed``, ``sigma_obs``, ``total_ratio`` and ``total_rel_sigma``
         (the same for the sum of all bins), ``name`` and ``label``.
     """
-    from . import terrestrial_config as tcfg
+    from nuinfer.spec import terrestrial as tcfg
     ana = tcfg.load(_xsec_preset_path(preset, cfg_path), data_dir=data_dir)
     fm = ana.forward_model()
     pred = fm.sm_spectrum()["total"].values
@@ -530,14 +530,14 @@ def background_model(cfg: dict, fm, *, model: str = "SM", g_X: float = 0.0, m_X_
         Relative uncertainty on sin^2 theta_W; > 0 adds the shape nuisance ``t`` (module docstring).
     xsec_sigma, xsec_group : optional
         Bin-dependent CEvNS cross-section nuisances (:func:`xsec_widths`,
-        :class:`~nuinfer.infer.discovery.BackgroundModel`); 0 = none.
+        :class:`~nuinfer.tasks.discovery.BackgroundModel`); 0 = none.
 
     Returns
     -------
     (BackgroundModel, numpy.ndarray)
         The model and the nominal counts per source (source, bin).
     """
-    from .infer.discovery import BackgroundModel
+    from nuinfer.tasks.discovery import BackgroundModel
 
     def per_source(f):
         return f.spectrum(model, g_X, m_X_MeV)["counts"].values
@@ -566,7 +566,7 @@ def resolve_coupling(cfg: dict, scenario: dict, *, quiet: bool = True) -> tuple[
     """The benchmark coupling of a new-physics scenario and a note on where it comes from.
 
     ``g_X = "auto"``: the package's own 90 % CL sensitivity at ``m_X`` -- the lowest excluded coupling
-    (:func:`nuinfer.workflows.g90_table`) of a profile scan (:func:`nuinfer.workflows.scan_model`) of
+    (:func:`nuinfer.tasks.paper.g90_table`) of a profile scan (:func:`nuinfer.tasks.paper.scan_model`) of
     the ``auto_limit.preset`` analysis (default ``models/fig3_cevns.toml``: CEvNS on xenon, 1 tonne-year,
     Eq. 26 with 10 % systematics) on the masses ``m_X / 2, m_X, 2 m_X`` and ``auto_limit.g_points``
     log-spaced couplings.
@@ -574,8 +574,8 @@ def resolve_coupling(cfg: dict, scenario: dict, *, quiet: bool = True) -> tuple[
     g = scenario["g_X"]
     if not isinstance(g, str):
         return float(g), "configured"
-    from . import config as _config
-    from . import workflows
+    from nuinfer.spec import xenon as _config
+    from nuinfer.tasks import paper as workflows
     al = cfg["auto_limit"]
     m = float(scenario["m_X_MeV"])
     ov = {"scan.m_X_MeV": {"lo": m / 2.0, "hi": 2.0 * m, "n": 3},
@@ -668,14 +668,14 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
     1e-45 cm^2), ``benchmark_counts``, ``b8_match_chi2``; attributes record the method, the
     thresholds, the scenario definitions, the 8B match and the toy check.
     """
-    from .infer.discovery import (
+    from nuinfer.tasks.discovery import (
         discovery_fraction,
         discovery_limit,
         floor_from_fog,
         fog_index,
         toy_q0,
     )
-    from .physics.wimp import StandardHalo, binned_counts
+    from nuinfer.physics.wimp import StandardHalo, binned_counts
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -824,7 +824,7 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
                          {"units": "MeV", "long_name": "momentum transfer sqrt(2 m_N E_nr) at the bin centre"}),
         },
     )
-    from .infer.discovery import required_q0
+    from nuinfer.tasks.discovery import required_q0
     cfg_json = {k: v for k, v in cfg.items() if not k.startswith("_")}
     ds.attrs.update(provenance_attrs(config=cfg_json))
     ds.attrs.update({
@@ -901,7 +901,7 @@ def plot_xsec(datasets, path) -> str | None:
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import save
+    from nuinfer.plotting import save
     datasets = [d for d in datasets if _xsec_scenarios(d)]
     if not datasets:
         return None
@@ -945,7 +945,7 @@ def plot_floor(ds: xr.Dataset, stem, *, compare=()) -> dict:
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    from .plotting import save
+    from nuinfer.plotting import save
     stem = Path(stem)
     out = {}
     base = str(ds["scenario"].values[0])
@@ -1094,8 +1094,8 @@ def run_floor(config_path_or_dict, out, *, quick: bool = False, quiet: bool = Fa
         c2["target"] = tname
         c2["name"] = f"{cfg['name']}_{tname}"
         if cfg.get("_k_auto"):
-            from .detector import lindhard_k
-            from .physics.targets import get_target
+            from nuinfer.physics.detector import lindhard_k
+            from nuinfer.physics.targets import get_target
             tgt = get_target(tname)
             c2["detector"]["k"] = round(float(lindhard_k(tgt.Z, tgt.mean_A)), 3)
         d2 = compute_floor(c2, quiet=quiet)

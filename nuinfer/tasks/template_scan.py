@@ -6,7 +6,7 @@ mass-dependent coefficients (the templates of :mod:`nuinfer.forward`)::
     R(g, m) = T0 + g^2 T1(m) + g^4 T2(m)
 
 so the whole grid of predictions is three broadcast multiply-adds (:func:`expected_counts`) and
-the nuisance is profiled over the whole grid at once (:mod:`nuinfer.infer.profile`).  The grid is
+the nuisance is profiled over the whole grid at once (:mod:`nuinfer.likelihood.single`).  The grid is
 processed in chunks of masses so that temporaries stay below about 200 MB.
 
 Templates contract (``xr.Dataset``)
@@ -31,7 +31,7 @@ import xarray as xr
 from scipy import stats
 
 from nuinfer.exceptions import EmptyWindow, InvalidConfig, NumericalError, UnphysicalInput
-from nuinfer.infer.costs import (
+from nuinfer.likelihood.costs import (
     STATISTICS,
     _check_counts,
     _check_data as _check_data_counts,
@@ -41,7 +41,7 @@ from nuinfer.infer.costs import (
     background_counts,
     eq26_variance,
 )
-from nuinfer.infer.profile import (
+from nuinfer.likelihood.single import (
     PROFILERS,
     _newton_poisson,
     _profile_eq26_scaled,
@@ -385,7 +385,7 @@ def scan(
         must be >= 0. Default ``None``: the Asimov data set ``R_SM``.
     statistic : {"eq26", "poisson"}, optional
         ``"eq26"`` (default): the paper's chi2; ``"poisson"``: its Poisson counterpart
-        (:func:`~nuinfer.infer.costs.poisson_twice_nll`).
+        (:func:`~nuinfer.likelihood.costs.poisson_twice_nll`).
     sigma_sys : float, optional
         Constraint width of the normalisation nuisance. Default 0.1.
     sigma_bg : float, optional

@@ -604,7 +604,7 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
     Parameters
     ----------
     scan : xarray.Dataset
-        Output of :func:`~nuinfer.infer.scan.scan` (or any dataset with a Delta variable on
+        Output of :func:`~nuinfer.tasks.template_scan.scan` (or any dataset with a Delta variable on
         (m_X, g_X) and, unless given here, the attrs ``threshold`` and ``statistic_variable``).
     threshold : float, optional
         Threshold on Delta. Default: the scan's ``threshold`` attr.
@@ -710,7 +710,7 @@ def exclusion(scan: xr.Dataset, *, threshold: float | None = None,
     Parameters
     ----------
     scan : xarray.Dataset
-        Output of :func:`~nuinfer.infer.scan.scan`.
+        Output of :func:`~nuinfer.tasks.template_scan.scan`.
     threshold : float, optional
         Threshold on Delta. Default: the scan's ``threshold`` attr.
     variable : str, optional
@@ -736,7 +736,7 @@ def template_refiner(templates: xr.Dataset, scan: xr.Dataset):
     Parameters
     ----------
     templates : xarray.Dataset
-        The forward-model templates passed to :func:`~nuinfer.infer.scan.scan`
+        The forward-model templates passed to :func:`~nuinfer.tasks.template_scan.scan`
         (``T(power, m_X, bin)``; ``R = T0 + g^2 T1 + g^4 T2``).
     scan : xarray.Dataset
         The scan made from them (its ``bin_used``, ``observed_counts``, ``sigma_sys``,
@@ -749,8 +749,8 @@ def template_refiner(templates: xr.Dataset, scan: xr.Dataset):
         couplings (closed form for ``eq26``, Newton for ``poisson``) minus the scan's reference
         at that mass, so that it reproduces the scan's Delta on the grid.
     """
-    from nuinfer.infer.costs import _poisson_kernel, background_counts, eq26_variance
-    from nuinfer.infer.profile import _newton_poisson, _profile_eq26_templates
+    from nuinfer.likelihood.costs import _poisson_kernel, background_counts, eq26_variance
+    from nuinfer.likelihood.single import _newton_poisson, _profile_eq26_templates
 
     used = np.asarray(scan["bin_used"].values, dtype=bool)
     T = templates["T"].transpose("power", "m_X", "bin").sel(power=[0, 1, 2]).values

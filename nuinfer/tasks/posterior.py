@@ -9,7 +9,7 @@ normalisation nuisance ``a`` (truncated to ``a > -1``, i.e. a non-negative predi
 
 Likelihood
 ----------
-The same statistics as the frequentist scans (:mod:`nuinfer.infer.costs`), *without* the
+The same statistics as the frequentist scans (:mod:`nuinfer.likelihood.costs`), *without* the
 Gaussian constraint on ``a`` (it is the prior here) and without minimising over ``a`` (it is
 sampled)::
 
@@ -18,11 +18,11 @@ sampled)::
 
 with ``R = T0 + g^2 T1(m) + g^4 T2(m)``.  Observed data are read as the scans read them:
 background subtracted, ``D = n - R_bg`` (negative where ``n < R_bg``; only ``n >= 0`` is
-required), and the Poisson terms come from :func:`nuinfer.infer.costs._poisson_terms`
+required), and the Poisson terms come from :func:`nuinfer.likelihood.costs._poisson_terms`
 (``n = D + R_bg``, ``mu = (1 + a) R + R_bg``, with ``0 ln 0 = 0``: a bin with ``n = 0``
 contributes ``mu``).  With ``sigma_a = sigma_sys`` the log posterior is
 ``-chi2_Eq26 / 2`` plus a constant: the paper's Eq. (26) read as a likelihood.  Bins with
-``R_SM <= min_expected`` are dropped, as in :func:`nuinfer.infer.scan.scan`.
+``R_SM <= min_expected`` are dropped, as in :func:`nuinfer.tasks.template_scan.scan`.
 
 Interpolation in the mass
 -------------------------
@@ -84,7 +84,7 @@ import numpy as np
 import xarray as xr
 
 from nuinfer.exceptions import DataFileError, InvalidConfig, NumericalError, UnphysicalInput
-from nuinfer.infer.costs import _check_data, _poisson_terms
+from nuinfer.likelihood.costs import _check_data, _poisson_terms
 
 __all__ = [
     "PRIOR_KS_THRESHOLD",
@@ -359,13 +359,13 @@ class TemplateLikelihood:
     Notes
     -----
     ``log L = -stat_data / 2`` where ``stat_data`` is the statistic of
-    :func:`~nuinfer.infer.costs.eq26_chi2` / :func:`~nuinfer.infer.costs.poisson_twice_nll`
+    :func:`~nuinfer.likelihood.costs.eq26_chi2` / :func:`~nuinfer.likelihood.costs.poisson_twice_nll`
     without the constraint term (``sigma_sys = inf``); the constraint is the prior on ``a``.
     """
 
     def __init__(self, log10_m_grid, T1, T2, r_sm, *, data=None, statistic: str = "eq26",
                  sigma_bg: float = 0.1, min_expected: float = 1e-9):
-        from nuinfer.infer.costs import _check_counts, _check_sigma, _check_statistic
+        from nuinfer.likelihood.costs import _check_counts, _check_sigma, _check_statistic
 
         self.statistic = _check_statistic(statistic)
         self.sigma_bg = _check_sigma(sigma_bg, "statistics.sigma_bg", allow_inf=False)
@@ -374,7 +374,7 @@ class TemplateLikelihood:
         if r_sm.ndim != 1:
             raise InvalidConfig(f"must have shape (bin,); got {r_sm.shape}", key="R_SM")
         # observed data are background subtracted, D = n - R_bg (may be negative where n < R_bg),
-        # exactly as the frequentist scan reads them (nuinfer.workflows.observed_signal)
+        # exactly as the frequentist scan reads them (nuinfer.tasks.paper.observed_signal)
         D = r_sm.copy() if data is None else _check_data(data, r_sm, self.sigma_bg,
                                                             "statistics.data")
         if D.ndim != 1:

@@ -73,7 +73,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
+from nuinfer.exceptions import DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -257,7 +257,7 @@ def validate(raw: dict) -> dict:
     if post["a"]["sigma"] is not None:
         _positive(cfg, "posterior.a.sigma")
     # models
-    from .physics.mediators import canonical_model
+    from nuinfer.physics.mediators import canonical_model
     models = cfg.get("models")
     if models is None:
         models = [cfg["model"].get("name", "SM")]
@@ -272,7 +272,7 @@ def validate(raw: dict) -> dict:
             raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"models[{i}]") from None
     cfg["models"] = models
     # sources
-    from .physics.sources import SOURCE_NAMES
+    from nuinfer.physics.sources import SOURCE_NAMES
     srcs = cfg.get("sources")
     if srcs is not None:
         if not srcs:
@@ -326,7 +326,7 @@ class Analysis:
         return json.dumps(self.cfg, sort_keys=True, default=str)
 
     def interaction(self, name: str):
-        from .physics.mediators import Interaction
+        from nuinfer.physics.mediators import Interaction
         m = self.cfg["model"]
         return Interaction(name, axial_form=m["axial_form"], eves_vector_norm=m["eves_vector_norm"],
                            lmu_ltau_nue=m["lmu_ltau_nue"])
@@ -339,9 +339,9 @@ class Analysis:
 
     def forward_model(self):
         """Build the :class:`~nuinfer.forward.ForwardModel` described by this analysis."""
-        from .detector import XENON_ER_RESOLUTION, Binning, Detector, Quenching
-        from .forward import ForwardModel
-        from .physics import sources as src
+        from nuinfer.physics.detector import XENON_ER_RESOLUTION, Binning, Detector, Quenching
+        from nuinfer.forward import ForwardModel
+        from nuinfer.physics import sources as src
         c = self.cfg
         d = c["detector"]
         qmodel = d["quenching"]
@@ -357,7 +357,7 @@ class Analysis:
         if eff == "ideal":
             eff = None
         elif eff == "xenonnt":
-            from .detector import xenonnt_er_efficiency
+            from nuinfer.physics.detector import xenonnt_er_efficiency
             eff = xenonnt_er_efficiency
         else:
             eff = tuple(load_table(self._resolve(eff), "detector.efficiency").T)
@@ -391,7 +391,7 @@ class Analysis:
         raw = copy.deepcopy(self.raw)
         for key, val in overrides.items():
             set_dotted(raw, key, val)
-        from .spec import translated
+        from nuinfer.spec import translated
         with translated(self.family):
             return Analysis(validate(copy.deepcopy(raw)), self.path, raw, self.family)
 
@@ -513,7 +513,7 @@ def load(path_or_dict, overrides: dict | None = None) -> Analysis:
     ``overrides`` use internal key paths (``statistics.sigma_sys``); translate analysis-file keys
     with :func:`nuinfer.spec.internal_key`.
     """
-    from .spec import read_analysis, translated
+    from nuinfer.spec import read_analysis, translated
 
     raw, path, fam = read_analysis(path_or_dict, "xenon")
     for k, v in (overrides or {}).items():

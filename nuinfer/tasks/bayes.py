@@ -2,7 +2,7 @@
 
 * :func:`run_sample` -- posterior over ``(log10 m_X, log10 g_X, a)`` for one model of an
   analysis, sampled with emcee and written atomically as ArviZ-layout NetCDF (see
-  :mod:`nuinfer.infer.posterior`); ``resume=True`` continues a file to a *total* number of steps.
+  :mod:`nuinfer.tasks.posterior`); ``resume=True`` continues a file to a *total* number of steps.
 * :func:`run_plot` -- corner plot, the (m_X, g_X) marginal with the frequentist 90% CL contour
   of the same analysis, and the 90% credible upper limit on g_X in mass slices (CSV + Markdown),
   every limit with its Monte Carlo standard error and a prior-dominance flag.
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import config as _config
-from .exceptions import DataFileError, InvalidConfig, NuinferError, UnphysicalInput
-from .infer import posterior as _post
-from .io import provenance_attrs, read_datatree, write_netcdf
+from nuinfer.spec import xenon as _config
+from nuinfer.exceptions import DataFileError, InvalidConfig, NuinferError, UnphysicalInput
+from nuinfer.tasks import posterior as _post
+from nuinfer.io import provenance_attrs, read_datatree, write_netcdf
 
 __all__ = ["credible_upper_limits", "posterior_report", "prior_check", "run_plot", "run_sample"]
 
@@ -76,7 +76,7 @@ def _replace(ana: _config.Analysis, **overrides) -> _config.Analysis:
 def _pick_model(ana: _config.Analysis, model: str | None) -> str:
     if model is None:
         return ana.models[0]
-    from .physics.mediators import canonical_model
+    from nuinfer.physics.mediators import canonical_model
     try:
         name = canonical_model(model)
     except InvalidConfig as exc:
@@ -129,8 +129,8 @@ def _bin_coords(templates: xr.Dataset) -> dict:
 
 def _frequentist(ana: _config.Analysis, model: str, fm, templates: xr.Dataset, pars) -> xr.Dataset:
     """Profile scan of the same analysis over the prior box -> Delta surface and g90 per mass."""
-    from .infer.contours import contour
-    from .workflows import scan_model
+    from nuinfer.tasks.contours import contour
+    from nuinfer.tasks.paper import scan_model
     pg = pars[1]
     box = _replace(ana, **{"scan.g_X.lo": 10.0 ** pg.lo, "scan.g_X.hi": 10.0 ** pg.hi,
                          "scan.g_X.n": FREQ_G_POINTS, "scan.g_X.scale": "log",
@@ -153,7 +153,7 @@ def _frequentist(ana: _config.Analysis, model: str, fm, templates: xr.Dataset, p
     ds[var].attrs = {"units": "1", "long_name": scan[var].attrs.get("long_name", var)}
     ds = ds.drop_vars([c for c in ds.coords if c not in ("m_X", "g_X")])
     ds.attrs["description"] = ("frequentist counterpart: profile scan of the same analysis "
-                               "(nuinfer.workflows.scan_model) on the template mass grid")
+                               "(nuinfer.tasks.paper.scan_model) on the template mass grid")
     return ds
 
 
@@ -162,7 +162,7 @@ def run_sample(analysis, out, **kwargs) -> dict:
 
     Errors about analysis-file keys name the keys as written in the file.
     """
-    from .spec import translated
+    from nuinfer.spec import translated
     ana = _analysis(analysis)
     with translated(ana.family):
         return _run_sample(ana, out, **kwargs)
@@ -176,7 +176,7 @@ def _run_sample(analysis, out, *, walkers: int | None = None, steps: int | None 
 
     Parameters
     ----------
-    analysis : str, os.PathLike, dict or nuinfer.config.Analysis
+    analysis : str, os.PathLike, dict or nuinfer.spec.xenon.Analysis
         The analysis (TOML path, mapping or validated object); its ``[posterior]`` table gives
         the priors, walkers, steps, seed, burn-in, thinning and template mass grid.
     out : str or os.PathLike
@@ -275,7 +275,7 @@ def _run_sample(analysis, out, *, walkers: int | None = None, steps: int | None 
         templates = fm.templates(inter, 10.0 ** x)
         T = templates["T"].values
         r_sm = templates["R_SM"].values
-        from .workflows import observed_signal
+        from nuinfer.tasks.paper import observed_signal
         obs = observed_signal(ana, r_sm)
         st = ana.cfg["statistics"]
         like = _post.TemplateLikelihood(x, T[1], T[2], r_sm, data=obs, statistic=st["statistic"],
@@ -399,7 +399,7 @@ def credible_upper_limits(log10_m, log10_g, *, box=None, n_slices: int = 20, cre
     Parameters
     ----------
     log10_m, log10_g : array_like, shape (walker, step) or (n,)
-        Posterior draws after burn-in, in chain order (:func:`nuinfer.infer.posterior.
+        Posterior draws after burn-in, in chain order (:func:`nuinfer.tasks.posterior.
         chains_from_tree`).  A 1-D array is read as one chain; stacked walkers lose the
         autocorrelation structure and give too small an MCSE.
     box : (float, float)
@@ -412,7 +412,7 @@ def credible_upper_limits(log10_m, log10_g, *, box=None, n_slices: int = 20, cre
         Slices with fewer draws get NaN.
     edges : array_like, optional
         Slice edges in log10 m_X (overrides ``box``/``n_slices``); draws outside are ignored.
-    g_prior : nuinfer.infer.posterior.Parameter, optional
+    g_prior : nuinfer.tasks.posterior.Parameter, optional
         The prior of ``log10_g_X``: enables the prior-dominance flags.
     ks_threshold : float
         Kolmogorov-Smirnov distance below which a slice's g_X posterior counts as its prior.
@@ -424,7 +424,7 @@ def credible_upper_limits(log10_m, log10_g, *, box=None, n_slices: int = 20, cre
         ``cred`` quantile of g_X among the draws in the slice: the credible limit conditional
         on the slice) and its Monte Carlo standard error ``g_upper_mcse`` (``g ln10`` times
         ``log10_g_upper_mcse``, the MCSE of the quantile of log10 g_X from
-        :func:`~nuinfer.infer.posterior.quantile_mcse`); ``ess`` (effective draws behind the
+        :func:`~nuinfer.tasks.posterior.quantile_mcse`); ``ess`` (effective draws behind the
         limit); ``ks_to_prior`` and ``prior_dominated`` (KS distance of the slice's g_X
         posterior to the prior below ``max(ks_threshold, 2 x 0.87 / sqrt(ess))``, or the limit
         within ``PRIOR_BOUND_MCSE`` MCSE of a prior bound; False without ``g_prior``).
@@ -541,15 +541,15 @@ def posterior_report(chains: dict, parameters, *, n_slices: int = 20, cred: floa
     Parameters
     ----------
     chains : dict of name -> array (walker, step)
-        Post-burn-in draws (:func:`nuinfer.infer.posterior.chains_from_tree`).
+        Post-burn-in draws (:func:`nuinfer.tasks.posterior.chains_from_tree`).
     parameters : sequence of Parameter
         The sampled parameters (priors).
 
     Returns
     -------
     dict
-        ``summary`` (:func:`nuinfer.infer.posterior.summarize`), ``prior_dominance``
-        (:func:`nuinfer.infer.posterior.prior_dominance`), ``prior_dominated`` (names),
+        ``summary`` (:func:`nuinfer.tasks.posterior.summarize`), ``prior_dominance``
+        (:func:`nuinfer.tasks.posterior.prior_dominance`), ``prior_dominated`` (names),
         ``credible_limits`` (the :func:`credible_upper_limits` table, when both log10_m_X and
         log10_g_X are sampled) and ``messages`` (warnings as text; never Python warnings).
     """
@@ -593,7 +593,7 @@ def _freq_g90_at(freq: xr.Dataset | None, m) -> np.ndarray:
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    from .io import atomic_write_text
+    from nuinfer.io import atomic_write_text
     return atomic_write_text(path, text)
 
 
@@ -662,7 +662,7 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from .plotting import save
+    from nuinfer.plotting import save
 
     path = Path(posterior_path)
     tree = read_datatree(path)
@@ -803,7 +803,7 @@ def prior_check(analysis, shift_dex: float = 0.5, *, bounds=PRIOR_BOUNDS, direct
 
     Parameters
     ----------
-    analysis : str, os.PathLike, dict or nuinfer.config.Analysis
+    analysis : str, os.PathLike, dict or nuinfer.spec.xenon.Analysis
     shift_dex : float
         How far each bound moves, in decades (default 0.5).
     bounds : sequence of str

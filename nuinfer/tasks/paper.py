@@ -1,6 +1,6 @@
 """End-to-end workflows behind the CLI (usable from Python too).
 
-Each function takes an analysis (TOML path, mapping or :class:`~nuinfer.config.Analysis`), runs the
+Each function takes an analysis (TOML path, mapping or :class:`~nuinfer.spec.xenon.Analysis`), runs the
 forward model and inference, writes NetCDF (atomically, with provenance attributes) and figures,
 and returns a small JSON-able summary.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import config as _config
-from .io import atomic_write_text, provenance_attrs, write_netcdf
+from nuinfer.spec import xenon as _config
+from nuinfer.io import atomic_write_text, provenance_attrs, write_netcdf
 
 #: masses at which limits are tabulated in summaries and reports [MeV]
 REFERENCE_MASSES_MEV = (0.01, 1.0, 100.0, 1000.0)
@@ -51,7 +51,7 @@ def spectrum_dataset(ana: _config.Analysis) -> xr.Dataset:
 
 
 def run_spectrum(analysis, out, *, plot: bool = True, quiet: bool = False):
-    from .plotting import PROCESS_LABEL, plot_spectra, save
+    from nuinfer.plotting import PROCESS_LABEL, plot_spectra, save
     ana = _analysis(analysis)
     _say(f"spectrum: {ana.name} ({ana.process}, models {', '.join(ana.models)})", quiet)
     ds = spectrum_dataset(ana)
@@ -84,9 +84,9 @@ def observed_signal(ana: _config.Analysis, r_sm) -> np.ndarray | None:
     d = ana.cfg["statistics"]["data"]
     if d == "asimov":
         return None
-    from .infer.costs import background_counts
+    from nuinfer.likelihood.costs import background_counts
     r_sm = np.asarray(r_sm, float)
-    from .spec import translated
+    from nuinfer.spec import translated
     with translated(ana.family):
         n = _config.load_counts(ana._resolve(d), r_sm.size)
     return n - background_counts(r_sm, ana.cfg["statistics"]["sigma_bg"])
@@ -94,7 +94,7 @@ def observed_signal(ana: _config.Analysis, r_sm) -> np.ndarray | None:
 
 def scan_model(ana: _config.Analysis, model: str, *, fm=None, templates=None, progress: bool = False):
     """Templates and profile scan for one model of the analysis -> scan Dataset (m_X, g_X)."""
-    from .infer import scan
+    from nuinfer.tasks import scan
     fm = fm or ana.forward_model()
     st = ana.cfg["statistics"]
     if templates is None:
@@ -108,7 +108,7 @@ def scan_model(ana: _config.Analysis, model: str, *, fm=None, templates=None, pr
 
 def g90_table(scan_ds: xr.Dataset, masses=REFERENCE_MASSES_MEV) -> dict:
     """Lowest excluded coupling at reference masses (log-interpolated in mass between grid points)."""
-    from .infer import exclusion
+    from nuinfer.tasks import exclusion
     ex = exclusion(scan_ds)
     g90 = ex["g90"]
     m = scan_ds["m_X"].values
@@ -131,7 +131,7 @@ def stack_scans(scans: dict, dim: str = "model") -> xr.Dataset:
 
 
 def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool = False):
-    from .plotting import PROCESS_LABEL, plot_contours, save
+    from nuinfer.plotting import PROCESS_LABEL, plot_contours, save
     ana = _analysis(analysis, overrides)
     t0 = time.perf_counter()
     fm = ana.forward_model()
@@ -198,7 +198,7 @@ def _parse_value(s: str):
 
 def scenario_overrides(key: str, value) -> dict:
     """Dotted-key overrides that realise one scenario value."""
-    from .exceptions import InvalidConfig
+    from nuinfer.exceptions import InvalidConfig
     if key == "quenching":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return {"detector.quenching": "lindhard", "detector.k": float(value)}
@@ -214,7 +214,7 @@ def scenario_overrides(key: str, value) -> dict:
         if value == "xenonnt":
             return {"detector.efficiency": "xenonnt", "detector.resolution": "xenon"}
         raise InvalidConfig(f"detector scenario {value!r}: use 'ideal' or 'xenonnt'", key="--vary detector")
-    from .spec import internal_key
+    from nuinfer.spec import internal_key
     target = SCENARIO_KEYS.get(key)
     if target is None and "." in key:
         target = internal_key("xenon", key)  # an analysis-file key, e.g. nuisances.sigma_sys
@@ -225,7 +225,7 @@ def scenario_overrides(key: str, value) -> dict:
 
 
 def parse_vary(items) -> list[tuple[str, list]]:
-    from .exceptions import InvalidConfig
+    from nuinfer.exceptions import InvalidConfig
     out = []
     for it in items:
         if "=" not in it:
@@ -297,7 +297,7 @@ def write_table(rows: list[dict], stem: Path) -> tuple[Path, Path]:
 
 
 def run_compare(analysis, vary, out, *, model=None, quiet=False, grid=None, plot=True):
-    from .plotting import PROCESS_LABEL, plot_contours, save
+    from nuinfer.plotting import PROCESS_LABEL, plot_contours, save
     ana = _analysis(analysis)
     stacked, scans, rows = compare(ana, vary, model=model, grid=grid, quiet=quiet)
     out = Path(out)
@@ -315,8 +315,8 @@ def run_compare(analysis, vary, out, *, model=None, quiet=False, grid=None, plot
 
 # --------------------------------------------------------------------------- reproduce the paper
 def models_dir() -> Path:
-    from .exceptions import InvalidConfig
-    d = Path(__file__).resolve().parents[1] / "models"
+    from nuinfer.exceptions import InvalidConfig
+    d = Path(__file__).resolve().parents[2] / "models"
     if not d.is_dir():
         raise InvalidConfig(f"preset folder {d} not found: run from a source checkout (pip install -e .)",
                             key="models")
@@ -353,7 +353,7 @@ def systematics_study(outdir: Path, *, grid: int | None = None, quiet: bool = Fa
 
 def reproduce(outdir="outputs", *, quick: bool = False, quiet: bool = False, only=None) -> dict:
     """Run Figs. 1-4, the default systematics study and a Bayesian example; write a report."""
-    from .plotting import PROCESS_LABEL, plot_contours, plot_spectra, save
+    from nuinfer.plotting import PROCESS_LABEL, plot_contours, plot_spectra, save
     import matplotlib.pyplot as plt
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -435,7 +435,7 @@ def reproduce(outdir="outputs", *, quick: bool = False, quiet: bool = False, onl
     bayes = {}
     if "bayes" in steps:
         t = step("bayes")
-        from . import bayes as _bayes
+        from nuinfer.tasks import bayes as _bayes
         ana = preset("bayes_eves_vector")
         walkers = 16 if quick else None
         nsteps = 300 if quick else None
@@ -457,7 +457,7 @@ def reproduce(outdir="outputs", *, quick: bool = False, quiet: bool = False, onl
 
 
 def write_report(outdir: Path, *, limits, syst, bayes, timings, quick, total, scans) -> Path:
-    from . import __version__
+    from nuinfer import __version__
     lines = ["# nuinfer reproduction of Majumdar, Papoulias & Srivastava, PRD 106 (2022) 013001", ""]
     lines.append(f"nuinfer {__version__}; {'quick (coarse grids)' if quick else 'full'} run; total "
                  f"{total:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ").")

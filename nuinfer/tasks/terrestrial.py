@@ -1,8 +1,8 @@
 """Terrestrial analyses: COHERENT CsI (pi-DAR) and Dresden-II-like (reactor) data-driven fits.
 
 Every function takes a terrestrial analysis (TOML path, mapping or
-:class:`~nuinfer.terrestrial_config.TerrestrialAnalysis`), builds the forward models at the
-quenching-morphing nodes, fits with :mod:`nuinfer.infer.datafit`, writes NetCDF atomically with
+:class:`~nuinfer.spec.terrestrial.TerrestrialAnalysis`), builds the forward models at the
+quenching-morphing nodes, fits with :mod:`nuinfer.tasks.datafit`, writes NetCDF atomically with
 provenance and returns a JSON-able summary.  Figures follow the review's Figs. 1-3: the
 Delta chi2 profile of sin^2 theta_W (:func:`plot_sin2w_profiles`), the sin^2 theta_W
 determinations against the low-energy SM value (:func:`plot_sin2w_summary`) and the
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import terrestrial_config as tcfg
-from .infer import datafit as df
-from .io import provenance_attrs, write_netcdf
+from nuinfer.spec import terrestrial as tcfg
+from nuinfer.tasks import datafit as df
+from nuinfer.io import provenance_attrs, write_netcdf
 
 #: masses at which limits are tabulated in summaries [MeV]
 REFERENCE_MASSES_MEV = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -75,7 +75,7 @@ class Models:
         return [fm.templates(model, masses) for fm in self.fms]
 
     def dipole_templates(self, masses) -> list:
-        from .physics.dipole import dipole_templates
+        from nuinfer.physics.dipole import dipole_templates
         return [dipole_templates(fm, masses) for fm in self.fms]
 
 
@@ -169,8 +169,8 @@ def typical_momentum_transfer(fm) -> float:
 
 
 def g90_table(scan_ds: xr.Dataset, masses=REFERENCE_MASSES_MEV) -> dict:
-    """Lowest excluded coupling at reference masses (reuses :func:`nuinfer.workflows.g90_table`)."""
-    from .workflows import g90_table as _g90
+    """Lowest excluded coupling at reference masses (reuses :func:`nuinfer.tasks.paper.g90_table`)."""
+    from nuinfer.tasks.paper import g90_table as _g90
     return _g90(scan_ds, masses)
 
 
@@ -278,13 +278,13 @@ def task_signal(ana, task: str, models: Models) -> tuple:
     log10 m), or ``"ngi"``: simultaneous S, V, T with ``(log10 g_S, log10 m_S, log10 g_V,
     log10 m_V, log10 g_T, log10 m_T)`` evaluated exactly by :class:`~nuinfer.physics.ngi.NGIModel`.
     """
-    from .infer.posterior import Parameter
+    from nuinfer.tasks.posterior import Parameter
     if task == "sin2w":
         r = ana.cfg["scan"]["sin2_theta_W"]
         phys = (Parameter("sin2_theta_W", r"$\sin^2\theta_W$", "1", float(r["lo"]), float(r["hi"])),)
         return phys, df.polynomial_signal(models.sin2w_templates())
     if task == "ngi":
-        from .physics.ngi import NGIModel
+        from nuinfer.physics.ngi import NGIModel
         mr, gr = ana.cfg["scan"]["m_X_MeV"], ana.cfg["scan"]["g_X"]
         phys = tuple(Parameter(f"log10_{p}_{x}", rf"$\log_{{10}} {p}_{x}$", "MeV" if p == "m" else "1",
                                float(np.log10(r["lo"])), float(np.log10(r["hi"])), scale="log10")
@@ -330,12 +330,12 @@ def profile_points(ana, task: str, phys, *, models: Models | None = None) -> df.
 
 
 def build_posterior(ana, task: str | None = None, *, models: Models | None = None):
-    """:class:`~nuinfer.infer.posterior.Posterior` of a task with the nuisances sampled.
+    """:class:`~nuinfer.tasks.posterior.Posterior` of a task with the nuisances sampled.
 
     Physics parameters and signals as in :func:`task_signal`; nuisances with their Gaussian priors
-    (:func:`nuinfer.infer.datafit.nuisance_parameters`).  Returns ``(posterior, data)``.
+    (:func:`nuinfer.tasks.datafit.nuisance_parameters`).  Returns ``(posterior, data)``.
     """
-    from .infer.posterior import Posterior
+    from nuinfer.tasks.posterior import Posterior
     task = task or ana.cfg["posterior"]["task"]
     models = models or Models(ana)
     data = ana.binned_data(models.sm_signal())
@@ -350,7 +350,7 @@ def build_posterior(ana, task: str | None = None, *, models: Models | None = Non
 def run_posterior(analysis, out, *, task=None, walkers=None, steps=None, seed=None, overrides=None, data_dir=None,
                   quiet: bool = False) -> dict:
     """Sample a task's posterior with emcee and write the ArviZ-layout NetCDF."""
-    from .infer.posterior import diagnostics, run_sampler, to_datatree
+    from nuinfer.tasks.posterior import diagnostics, run_sampler, to_datatree
     ana = _analysis(analysis, overrides, data_dir)
     p = ana.cfg["posterior"]
     task = task or p["task"]
@@ -380,7 +380,7 @@ def run_posterior(analysis, out, *, task=None, walkers=None, steps=None, seed=No
 # --------------------------------------------------------------------------------------------
 def preset_path(name: str) -> Path:
     """Path of a preset in the repository's ``models/`` folder (e.g. ``"coherent_csi2017"``)."""
-    from .workflows import models_dir
+    from nuinfer.tasks.paper import models_dir
     return models_dir() / (name if name.endswith(".toml") else f"{name}.toml")
 
 
@@ -410,7 +410,7 @@ def run_dresden(out, *, preset: str = "dresden2_asimov", data_dir=None, override
 # --------------------------------------------------------------------------------------------
 def plot_sin2w_profiles(profiles: dict, *, ax=None, title: str = ""):
     """Delta statistic vs sin^2 theta_W for several analyses (review Fig. 1)."""
-    from .plotting import plt
+    from nuinfer.plotting import plt
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.0, 4.5))
@@ -438,7 +438,7 @@ def plot_sin2w_summary(profiles: dict, *, ax=None, title: str = ""):
     Shown with the SM low-energy value and the Z-pole value for orientation; the RGE running curve
     itself is not computed.
     """
-    from .plotting import plt
+    from nuinfer.plotting import plt
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.0, 4.5))
@@ -463,7 +463,7 @@ def plot_region_grid(rows: dict, *, title: str = ""):
 
     ``rows`` maps a row label to ``{column label: scan dataset}`` (review Fig. 3).
     """
-    from .plotting import plt
+    from nuinfer.plotting import plt
     nr = len(rows)
     cols = sorted({c for r in rows.values() for c in r}, key=lambda c: list(next(iter(rows.values()))).index(c)
                   if c in next(iter(rows.values())) else 99)
@@ -500,7 +500,7 @@ def plot_region_grid(rows: dict, *, title: str = ""):
 
 def plot_spectrum(pred: xr.Dataset, *, ax=None, title: str = "", reference=None):
     """Data (with error bars) against the SM prediction plus background, per bin."""
-    from .plotting import plt
+    from nuinfer.plotting import plt
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.0, 4.5))
@@ -526,7 +526,7 @@ def plot_spectrum(pred: xr.Dataset, *, ax=None, title: str = "", reference=None)
 
 def make_plots(ana, allres: dict, out: Path) -> list[Path]:
     """Figures of a :func:`run_fit` run next to ``out``."""
-    from .plotting import save
+    from nuinfer.plotting import save
     out = Path(out)
     stem = out.with_suffix("")
     paths = []
@@ -566,8 +566,8 @@ def review_figures(outdir="outputs", *, coherent_data_dir=None, quenching_table=
     light scalar and dipole portal at 1, 2, 3 sigma per quenching choice) into ``outdir``.
     ``quick`` uses coarse grids.
     """
-    from .io import read_datatree
-    from .plotting import save
+    from nuinfer.io import read_datatree
+    from nuinfer.plotting import save
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     over_c = {"scan.m_X_MeV.n": 21, "scan.g_X.n": 41, "scan.sin2_theta_W.n": 81} if quick else None

@@ -4,7 +4,7 @@
   a polynomial in g^2 (given by a callable), every other parameter is profiled with
   :func:`nuinfer.likelihood.profile` (all couplings of one mass in one vectorised batch, warm-started
   from the neighbouring mass).  The dataset follows the scan contract read by
-  :func:`nuinfer.infer.contours.exclusion` (``delta_*``, ``threshold``, ``statistic_variable``).
+  :func:`nuinfer.tasks.contours.exclusion` (``delta_*``, ``threshold``, ``statistic_variable``).
 * :func:`parameter_profile` -- a one-parameter profile (a normalisation such as the 8B flux, or a
   coupling entering the templates): best fit, 1 sigma interval (Delta = 1), CL interval, and the
   significance of the null value ``sqrt(Delta(null))``.

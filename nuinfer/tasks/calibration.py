@@ -18,7 +18,7 @@ point itself is part of the minimum, so ``t >= 0`` also off the grid.
 Statistics (all on the chi2 scale)
 ----------------------------------
 * ``"eq26"``: the paper's chi2, variance ``(1 + sigma_bg) R_SM`` (closed-form profile,
-  :func:`~nuinfer.infer.profile.profile_eq26`).  The minimum over the grid is located for all toys
+  :func:`~nuinfer.likelihood.single.profile_eq26`).  The minimum over the grid is located for all toys
   at once from template Gram matrices (``s = d.d + c - (d.v + c)^2 / (v.v + c)``, ``c =
   1/sigma_sys^2``; O(1) per toy and grid point), and the located minimum is then re-evaluated
   exactly with ``profile_eq26`` (a sum of non-negative terms).
@@ -27,12 +27,12 @@ Statistics (all on the chi2 scale)
   enters the variance, so there is no closed form: it is started from the closed form with the
   variance at ``a = 0`` and refined by vectorised Newton steps on the exact, convex function
   (``f'' = 2 sum R^2 n^2 / mu^3``), until the step is below 1e-10.
-* ``"poisson"``: Poisson ``twice_nll`` (:func:`~nuinfer.infer.profile.profile_poisson`).
+* ``"poisson"``: Poisson ``twice_nll`` (:func:`~nuinfer.likelihood.single.profile_poisson`).
 
 Toys
 ----
 ``n_i ~ Poisson((1 + a_true) R_i(g, m) + R_bg,i)``, ``D = n - R_bg`` (background subtracted, as
-:func:`~nuinfer.infer.scan.scan` takes data), with ``a_true = 0`` (``nuisances="fixed"``, Asimov
+:func:`~nuinfer.tasks.template_scan.scan` takes data), with ``a_true = 0`` (``nuisances="fixed"``, Asimov
 nuisances) or ``a_true ~ N(0, sigma_sys)`` (``nuisances="sampled"``, the unconditional ensemble;
 the default).  Bins with ``R_SM <= min_expected`` are dropped, as in ``scan``.
 
@@ -53,9 +53,9 @@ from scipy import optimize, stats
 
 from nuinfer.engine import check_seed, run_chunks
 from nuinfer.exceptions import InvalidConfig, NumericalError, UnphysicalInput
-from nuinfer.infer.costs import _check_sigma, _constraint, _inv_sigma_sys2
-from nuinfer.infer.profile import _profile_eq26_scaled, profile_eq26, profile_poisson
-from nuinfer.infer.scan import (
+from nuinfer.likelihood.costs import _check_sigma, _constraint, _inv_sigma_sys2
+from nuinfer.likelihood.single import _profile_eq26_scaled, profile_eq26, profile_poisson
+from nuinfer.tasks.template_scan import (
     DEFAULT_MIN_EXPECTED,
     _check_cl,
     _check_data,
@@ -270,7 +270,7 @@ def _profile_gauss_hyp(R, D, B, sigma_sys, *, rtol=1e-10, max_iter=50):
     ``f(b) = sum_i (D_i - b R_i)^2 / (b R_i + B_i) + ((b - 1)/sigma_sys)^2`` with ``b = 1 + a``
     (convex for ``b R + B > 0``: ``f'' = 2 sum R^2 n^2 / mu^3 + 2/sigma_sys^2``, ``n = D + B``,
     ``mu = b R + B``).  Start: the closed form of Eq. (26) with the variance at ``b = 1``
-    (:func:`~nuinfer.infer.profile._profile_eq26_scaled`); then Newton steps (halving towards 0
+    (:func:`~nuinfer.likelihood.single._profile_eq26_scaled`); then Newton steps (halving towards 0
     if a step would leave ``b > 0``).  Returns ``(value, b, converged)`` over the broadcast
     leading dimensions.
     """
@@ -370,7 +370,7 @@ def toy_statistic(
     nuisances : {"sampled", "fixed"}
         True nuisance of the toys: drawn from N(0, sigma_sys) (default) or 0 (Asimov).
     sigma_sys, sigma_bg, min_expected
-        As in :func:`~nuinfer.infer.scan.scan`.
+        As in :func:`~nuinfer.tasks.template_scan.scan`.
 
     Returns
     -------
@@ -513,7 +513,7 @@ def critical_values(
         In [0, 2**63); with ``chunk_size`` it fixes every toy.
     nuisances : {"sampled", "fixed"}
     sigma_sys, sigma_bg, min_expected
-        As in :func:`~nuinfer.infer.scan.scan`.
+        As in :func:`~nuinfer.tasks.template_scan.scan`.
     scheduler, n_workers, progress
         See :func:`nuinfer.engine.run_chunks`.
     chunk_size : int
