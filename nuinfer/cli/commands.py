@@ -39,6 +39,9 @@ def cmd_inspect(args) -> int:
         return _print({"name": ana.name, "family": fam, "tasks": ana.tasks, "supports": list(spec.TASKS[fam]),
                        "target": ana.cfg["detector"]["target"], "bins": int(sm.size),
                        "binning_units": ana.cfg["binning"]["units"], "sm_total": float(sm.sum())})
+    if fam == "xenonnt":
+        from nuinfer.tasks import xenonnt
+        return _print(xenonnt.inspect(args.analysis))
     if fam == "floor":
         from nuinfer.tasks import floor as floor
         cfg = floor.load_floor_config(args.analysis)
@@ -86,6 +89,10 @@ def cmd_spectrum(args) -> int:
 def cmd_contour(args) -> int:
     fam = spec.require(args.analysis, "contour")
     out = _out_path(args, "outputs/scan.nc")
+    if fam == "xenonnt":
+        from nuinfer.tasks import xenonnt
+        return _print(xenonnt.run_contour(args.analysis, out, models=[args.model] if args.model else None,
+                                          plot=not args.no_plot, quiet=args.quiet))
     if fam == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
         ana = tw._analysis(args.analysis, None, args.data_dir)
@@ -156,8 +163,11 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    """One-parameter profile (sin^2 theta_W) of an analysis."""
-    spec.require(args.analysis, "profile")
+    """One-parameter profile (sin^2 theta_W; the 8B flux; the neutrino magnetic moment) of an analysis."""
+    if spec.require(args.analysis, "profile") == "xenonnt":
+        from nuinfer.tasks import xenonnt
+        return _print(xenonnt.run_profile(args.analysis, _out_path(args, "outputs/profile.nc"),
+                                          plot=not args.no_plot, quiet=args.quiet))
     from nuinfer.tasks import terrestrial as tw
     return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/profile.nc"), data_dir=args.data_dir,
                              tasks=["sin2w"], plot=not args.no_plot, quiet=args.quiet))

@@ -281,3 +281,161 @@ class ElectronRecoils:
         ds.attrs.update(upper_limit_1e11_mu_B=ds.attrs["interval_cl_hi"], data_set="XENONnT SR0 electron recoils",
                         likelihood=self.cost)
         return ds
+
+
+# --------------------------------------------------------------------------------------------
+# tasks on analysis files (family "xenonnt")
+# --------------------------------------------------------------------------------------------
+def _config(analysis) -> dict:
+    if isinstance(analysis, dict) and "_path" in analysis:
+        return analysis
+    from nuinfer.spec import load_xenonnt
+    return load_xenonnt(analysis)
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        import sys
+        print(msg, file=sys.stderr, flush=True)
+
+
+def build(analysis, *, for_limits: bool = True):
+    """The likelihood object of a validated ``xenonnt`` configuration (or analysis file)."""
+    cfg = _config(analysis)
+    nu = cfg["nuisances"]
+    path = cfg["data"]["path"] or None
+    if path is not None and cfg.get("_path"):
+        from pathlib import Path
+        p = Path(path)
+        path = str(p if p.is_absolute() else Path(cfg["_path"]).parent / p)
+    if cfg["experiment"]["release"] == "xenonnt_8b":
+        return B8Cevns(path, cfg["experiment"]["science_runs"],
+                       flux_sigma=nu["flux_8B"] if for_limits else math.inf, interpolation=nu["interpolation"])
+    return ElectronRecoils(path, flux_preset=cfg["experiment"]["flux"]["preset"],
+                           uncertainties={k: nu[k] for k in ("pp", "7Be", "other", "efficiency")},
+                           binned=cfg["statistics"]["statistic"] == "poisson")
+
+
+def inspect(analysis) -> dict:
+    """Set-up and SM expectations of a real-data analysis (what ``nuinfer inspect`` prints)."""
+    cfg = _config(analysis)
+    lk = build(cfg)
+    out = {"name": cfg["name"], "family": "xenonnt", "release": cfg["experiment"]["release"],
+           "models": cfg["signal"]["models"], "statistic": cfg["statistics"]["statistic"]}
+    r = lk.fit()
+    out.update(sm_fit_twice_nll=float(r.minimum[0]), sm_fit_converged=bool(r.converged[0]),
+               sm_fit_parameters={n: float(v) for n, v in zip(r.names, r.theta[0])})
+    if isinstance(lk, B8Cevns):
+        nb = 81
+        out.update(science_runs=list(lk.srs), observed_events={s: int(lk.data[k * nb:(k + 1) * nb].sum())
+                                                                 for k, s in enumerate(lk.srs)},
+                   expected_8B_events_B16={s: float(lk.sm_nodes[24, k * nb:(k + 1) * nb].sum())
+                                           for k, s in enumerate(lk.srs)},
+                   expected_background_events={s: float(sum(lk._bg[c][k * nb:(k + 1) * nb].sum()
+                                                            for c in (f"ac_{s}", "er"))
+                                                        + lk._bg["neutron"][24, k * nb:(k + 1) * nb].sum())
+                                               for k, s in enumerate(lk.srs)})
+    else:
+        out.update(events=int(lk.data.n_events), exposure_t_yr=float(lk.data.exposure_t_yr),
+                   window_keV=list(lk.data.window_keV),
+                   expected_solar_events={g: float(lk._sm[k, -1]) if not lk.binned else float(lk._sm[k].sum())
+                                          for k, g in enumerate(lk.groups)},
+                   expected_remaining_background=float(lk._bkg[-1]) if not lk.binned else float(lk._bkg.sum()))
+    return out
+
+
+def run_contour(analysis, out, *, models=None, plot: bool = True, quiet: bool = False) -> dict:
+    """90 % CL limits in (m_X, g_X) from real data for every model of the file; NetCDF (+ PNG)."""
+    import json
+    import time
+    from pathlib import Path
+
+    import xarray as xr
+
+    from nuinfer.io import provenance_attrs, write_netcdf
+    from nuinfer.spec.xenonnt import grid
+    from nuinfer.tasks.contours import exclusion
+
+    t0 = time.perf_counter()
+    cfg = _config(analysis)
+    lk = build(cfg)
+    masses = grid(cfg["signal"]["scan"]["m_X_MeV"])
+    gs = grid(cfg["signal"]["scan"]["g_X"])
+    models = list(models or cfg["signal"]["models"])
+    scans, g90 = {}, {}
+    for mo in models:
+        _say(f"contour: {cfg['name']}: {mo} on {masses.size} x {gs.size} points, every nuisance profiled", quiet)
+        ds = lk.scan(mo, masses, gs, cl=cfg["statistics"]["cl"], ndof=cfg["statistics"]["ndof"])
+        ex = exclusion(ds)
+        ds["g90"] = ex["g90"]
+        ds["g90_status"] = ex["g90_status"]
+        scans[mo] = ds
+        sel = {f"{m:g}": float(v) for m, v in zip(masses, ex["g90"].values)}
+        g90[mo] = {k: sel[k] for k in list(sel)[:: max(1, len(sel) // 8)]}
+    stacked = xr.concat(list(scans.values()), dim="model", combine_attrs="drop_conflicts").assign_coords(model=models)
+    cfg_json = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    stacked.attrs.update(provenance_attrs(config=json.loads(json.dumps(cfg_json, default=str))))
+    stacked.attrs.update(data_set=scans[models[0]].attrs.get("data_set", ""), calibration="asymptotic")
+    out = Path(out)
+    write_netcdf(stacked, out)
+    png = None
+    if plot:
+        from nuinfer.plotting import plot_contours, save
+        fig = plot_contours(scans, title=f"{stacked.attrs['data_set']} (90% CL, asymptotic)")
+        png = save(fig, out.with_suffix(".png"))
+    _say(f"wrote {out}" + (f" and {png}" if png else ""), quiet)
+    return {"output": str(out), "plot": str(png) if png else None, "data_set": stacked.attrs["data_set"],
+            "threshold": float(stacked.attrs["threshold"]), "g90_sampled_masses_MeV": g90,
+            "n_not_converged_near_threshold": {mo: int(s.attrs["n_not_converged_near_threshold"])
+                                               for mo, s in scans.items()},
+            "wall_time_s": round(time.perf_counter() - t0, 2)}
+
+
+def run_profile(analysis, out, *, plot: bool = True, quiet: bool = False) -> dict:
+    """The one-parameter profile of the file: the 8B flux (8B release) or mu_nu (electron recoils)."""
+    import json
+    import time
+    from pathlib import Path
+
+    from nuinfer.io import provenance_attrs, write_netcdf
+    from nuinfer.spec.xenonnt import grid
+
+    t0 = time.perf_counter()
+    cfg = _config(analysis)
+    if cfg["experiment"]["release"] == "xenonnt_8b":
+        lk = build(cfg, for_limits=False)
+        ds = lk.flux_profile(grid(cfg["signal"]["scan"]["flux_8B"]))
+        a = ds.attrs
+        res = {"parameter": "8B flux [1e6 cm^-2 s^-1]", "best_fit": a["best_fit_1e6_cm2_s"],
+               "interval_1sigma": [a["interval_1sigma_lo_1e6_cm2_s"], a["interval_1sigma_hi_1e6_cm2_s"]],
+               "background_only_significance_sigma": a["significance_sigma"], "science_runs": a["science_runs"]}
+    else:
+        lk = build(cfg)
+        ds = lk.mu_nu_profile(grid(cfg["signal"]["scan"]["mu_nu"]), cl=cfg["statistics"]["cl"])
+        a = ds.attrs
+        res = {"parameter": "mu_nu [1e-11 mu_B]", "best_fit": a["best_fit"],
+               f"upper_limit_{round(100 * cfg['statistics']['cl'])}cl": a["upper_limit_1e11_mu_B"]}
+    cfg_json = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    ds.attrs.update(provenance_attrs(config=json.loads(json.dumps(cfg_json, default=str))))
+    out = Path(out)
+    write_netcdf(ds, out)
+    png = None
+    if plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from nuinfer.plotting import save
+        name = ds.attrs["parameter"]
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        x = ds[name].values * (B16_GS98_8B / 1e6 if name == "flux_8B" else 1.0)
+        ax.plot(x, ds["delta_twice_nll"].values, color="k")
+        for lev, ls in ((1.0, ":"), (ds.attrs["threshold"], "--")):
+            ax.axhline(lev, color="0.5", ls=ls, lw=0.8)
+        ax.set_xlabel(res["parameter"])
+        ax.set_ylabel(r"$\Delta(-2\ln L)$")
+        ax.set_ylim(0, max(10.0, ds.attrs["threshold"] * 2))
+        ax.set_title(cfg["description"] or cfg["name"], fontsize=9)
+        png = save(fig, out.with_suffix(".png"))
+    res.update(output=str(out), plot=str(png) if png else None, wall_time_s=round(time.perf_counter() - t0, 2))
+    return res
