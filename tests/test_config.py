@@ -123,6 +123,8 @@ def _family_of_preset(name: str) -> str:
         return "xenon"
     if name.startswith(("coherent", "dresden")):
         return "terrestrial"
+    if name.startswith("xenonnt"):
+        return "xenonnt"
     assert name.startswith("floor"), name
     return "floor"
 
