@@ -99,10 +99,10 @@ def test_vectorised_newton_matches_iminuit(with_t):
     assert bool(f1.converged) and bool(f0.converged)
     m1, p1 = _minuit_min(n, bg, S)
     m0, _ = _minuit_min(n, bg, S, mu_fixed=0.0)
-    assert float(f1.twice_nll) == pytest.approx(m1, abs=1e-6)
-    assert float(f0.twice_nll) == pytest.approx(m0, abs=1e-6)
-    assert float(f1.mu) == pytest.approx(p1[0], abs=2e-4)
-    np.testing.assert_allclose(f1.phi, p1[1:1 + bg.n_comp], atol=2e-4)
+    assert float(f1.minimum) == pytest.approx(m1, abs=1e-6)
+    assert float(f0.minimum) == pytest.approx(m0, abs=1e-6)
+    assert float(f1["mu"]) == pytest.approx(p1[0], abs=2e-4)
+    np.testing.assert_allclose(f1.block("phi["), p1[1:1 + bg.n_comp], atol=2e-4)
     # and the statistic is the difference of the two
     assert float(q0(n, S, bg)) == pytest.approx(m0 - m1, abs=2e-6)
 
@@ -114,15 +114,15 @@ def test_batched_fit_equals_one_at_a_time():
     batch = fit(n, bg, signal=S)
     for i in range(6):
         one = fit(n[i], bg, signal=S)
-        assert float(one.twice_nll) == pytest.approx(batch.twice_nll[i], abs=1e-9)
+        assert float(one.minimum) == pytest.approx(batch.minimum[i], abs=1e-9)
 
 
 def test_asimov_unconditional_fit_is_the_truth():
     bg, S = _toy_problem()
     nA = bg.nominal + S
     f1 = fit(nA, bg, signal=S)
-    assert float(f1.twice_nll) == pytest.approx(0.0, abs=1e-9)
-    assert float(f1.mu) == pytest.approx(1.0, abs=1e-6)
+    assert float(f1.minimum) == pytest.approx(0.0, abs=1e-9)
+    assert float(f1["mu"]) == pytest.approx(1.0, abs=1e-6)
     assert float(asimov_q0(S, bg)) == pytest.approx(float(q0(nA, S, bg)), rel=1e-7)
 
 
@@ -274,13 +274,13 @@ def test_newton_with_xsec_nuisances_matches_iminuit(with_t, group):
     n = rng.poisson(bg.nominal * (1 + 0.1 * np.sin(np.arange(bg.n_bins))) + 1.3 * S).astype(float)
     f1 = fit(n, bg, signal=S)
     f0 = fit(n, bg, signal=S, mu=0.0)
-    assert bool(f1.converged) and bool(f0.converged) and f1.xsec.shape == (bg.n_xsec,)
+    assert bool(f1.converged) and bool(f0.converged) and f1.block("xsec[").shape == (bg.n_xsec,)
     m1, p1 = _minuit_min_xsec(n, bg, S)
     m0, _ = _minuit_min_xsec(n, bg, S, mu_fixed=0.0)
-    assert float(f1.twice_nll) == pytest.approx(m1, abs=1e-6)
-    assert float(f0.twice_nll) == pytest.approx(m0, abs=1e-6)
-    assert float(f1.mu) == pytest.approx(p1[0], abs=2e-4)
-    np.testing.assert_allclose(f1.xsec, p1[-bg.n_xsec:], atol=2e-4)
+    assert float(f1.minimum) == pytest.approx(m1, abs=1e-6)
+    assert float(f0.minimum) == pytest.approx(m0, abs=1e-6)
+    assert float(f1["mu"]) == pytest.approx(p1[0], abs=2e-4)
+    np.testing.assert_allclose(f1.block("xsec["), p1[-bg.n_xsec:], atol=2e-4)
     assert float(q0(n, S, bg)) == pytest.approx(m0 - m1, abs=2e-6)
 
 
@@ -306,7 +306,7 @@ def test_xsec_nuisances_vanishing_width_and_monotonicity():
     qa, res = asimov_q0(prev[..., None] * W[:, None, :], bg, exposure=ex[None, :], return_fit=True)
     np.testing.assert_allclose(qa, dl.q_required, rtol=1e-7)
     # expected() with the fitted x reproduces the per-bin factors
-    lam = bg.expected(res.phi, res.t, res.xsec)
+    lam = bg.expected(res.block("phi["), res["t"], res.block("xsec["))
     assert lam.shape == (3, 9, 25) and np.all(lam > 0)
 
 

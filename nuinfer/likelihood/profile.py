@@ -57,9 +57,9 @@ class FitResult:
     ----------
     statistic : str
         ``"chi2"`` or ``"twice_nll"``.
-    minimum : numpy.ndarray, shape (N,)
-    theta : numpy.ndarray, shape (N, n_par)
-        Parameters at the minimum (columns named by ``names``).
+    minimum : numpy.ndarray, shape (N,) (or any batch shape)
+    theta : numpy.ndarray, shape (N, n_par) (or batch shape + (n_par,))
+        Parameters at the minimum (columns named by ``names``; ``result["name"]`` selects one).
     converged : numpy.ndarray of bool, shape (N,)
         Newton decrement below tolerance (``newton``), MIGRAD's ``valid`` (``minuit``), always true
         for the closed form.
@@ -77,7 +77,12 @@ class FitResult:
     n_iter: int = 0
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.theta[:, self.names.index(name)]
+        """The fitted values of one parameter (leading batch shape)."""
+        return self.theta[..., self.names.index(name)]
+
+    def block(self, prefix: str) -> np.ndarray:
+        """The fitted values of every parameter named ``prefix...`` (e.g. ``"phi["``), shape (..., k)."""
+        return self.theta[..., [i for i, n in enumerate(self.names) if n.startswith(prefix)]]
 
     def __repr__(self):
         return (f"FitResult({self.statistic}, n={self.minimum.size}, min={np.min(self.minimum):.6g}, "

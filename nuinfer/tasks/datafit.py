@@ -72,6 +72,7 @@ from nuinfer.exceptions import (
     UnphysicalInput,
 )
 from nuinfer.likelihood.costs import _x_minus_log1p
+from nuinfer.likelihood.profile import FitResult
 
 __all__ = [
     "NUISANCES",
@@ -347,29 +348,6 @@ def _mu(theta, S, B):
     return (1.0 + theta[:, 0:1]) * (1.0 + theta[:, 1:2]) * S + (1.0 + theta[:, 3:4]) * B
 
 
-class FitResult:
-    """Profiled statistic over a batch of hypotheses.
-
-    Attributes
-    ----------
-    statistic : str
-        ``"chi2"`` or ``"twice_nll"``.
-    minimum : numpy.ndarray, shape (P,)
-    theta : numpy.ndarray, shape (P, 4)
-        Profiled nuisances in the order of :data:`NUISANCES`.
-    converged : numpy.ndarray of bool, shape (P,)
-    method : str
-    """
-
-    def __init__(self, statistic, minimum, theta, converged, method):
-        self.statistic, self.minimum, self.theta, self.converged, self.method = (
-            statistic, minimum, theta, converged, method)
-
-    def __repr__(self):
-        return (f"FitResult({self.statistic}, n={self.minimum.size}, min={np.min(self.minimum):.6g}, "
-                f"converged={int(self.converged.sum())}/{self.converged.size}, method={self.method!r})")
-
-
 def datafit_model(nuisances: Nuisances, eta_nodes):
     """The data-fit prediction as a :class:`~nuinfer.likelihood.BinnedModel`.
 
@@ -410,7 +388,7 @@ def _profile(signal_nodes, data, nuisances, eta_nodes, statistic, s_ref, method,
     r = profile(model, T, data.observed, cost="gauss" if statistic == "gauss" else "poisson", variance=var,
                 method=method, **kw)
     theta = r.theta - np.array([1.0, 1.0, 0.0, 1.0])  # multipliers -> the a_k of NUISANCES
-    return FitResult(STATISTICS[su.statistic], r.minimum, theta, r.converged, "lm" if method == "newton" else method)
+    return FitResult(STATISTICS[su.statistic], r.minimum, theta, r.converged, method, list(NUISANCES), r.n_iter)
 
 
 def profile_nuisances(signal_nodes, data: BinnedData, nuisances: Nuisances, *, eta_nodes=None,
@@ -511,7 +489,7 @@ def scan_polynomial(templates, x, data: BinnedData, nuisances: Nuisances, *, sta
         thetas.append(r.theta)
         convs.append(r.converged)
     res = FitResult(STATISTICS[_check_statistic(statistic)], np.concatenate(mins), np.concatenate(thetas),
-                    np.concatenate(convs), "lm")
+                    np.concatenate(convs), "newton", list(NUISANCES))
     return res, s_ref
 
 

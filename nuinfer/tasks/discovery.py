@@ -57,6 +57,8 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from nuinfer.likelihood.profile import FitResult
+
 import numpy as np
 from scipy.stats import norm
 
@@ -65,7 +67,7 @@ from nuinfer.exceptions import InvalidConfig, UnphysicalInput
 __all__ = [
     "BackgroundModel",
     "DiscoveryLimit",
-    "FitResult",
+    "fit_result",
     "asimov_q0",
     "discovery_fraction",
     "discovery_limit",
@@ -230,33 +232,23 @@ class BackgroundModel:
         return np.einsum("...k,kpi,...p,...ki->...i", phi, self.counts, tp, fac)
 
 
-class FitResult(NamedTuple):
-    """Result of :func:`fit` over a batch.
+def _names(n_comp: int, n_xsec: int) -> list[str]:
+    """Columns of a discovery fit result: signal strength, shape nuisance, normalisations, xsec."""
+    return ["mu", "t", *[f"phi[{k}]" for k in range(n_comp)], *[f"xsec[{g}]" for g in range(n_xsec)]]
 
-    Attributes
-    ----------
-    twice_nll : numpy.ndarray
-        Minimum of the objective (chi2 scale).
-    mu : numpy.ndarray
-        Signal strength (the fixed value when ``mu`` was fixed).
-    phi : numpy.ndarray
-        Normalisations, shape (..., comp).
-    t : numpy.ndarray
-        Shape parameter (0 without a shape nuisance).
-    converged : numpy.ndarray of bool
-    n_iter : int
-        Newton iterations used by the slowest point.
-    xsec : numpy.ndarray or None
-        Cross-section nuisances, shape (..., n_xsec) (``None`` in warm starts built by hand).
+
+def fit_result(twice_nll, mu, phi, t, converged, n_iter=0, xsec=None) -> FitResult:
+    """A :class:`~nuinfer.likelihood.FitResult` of the discovery model from its parts (e.g. a warm start).
+
+    Columns: ``mu``, ``t``, ``phi[k]`` per background component, ``xsec[g]`` per cross-section group.
     """
-
-    twice_nll: np.ndarray
-    mu: np.ndarray
-    phi: np.ndarray
-    t: np.ndarray
-    converged: np.ndarray
-    n_iter: int
-    xsec: np.ndarray | None = None
+    phi = np.asarray(phi, float)
+    lead = phi.shape[:-1]
+    xs = np.zeros(lead + (0,)) if xsec is None else np.asarray(xsec, float)
+    theta = np.concatenate([np.broadcast_to(np.asarray(mu, float), lead)[..., None],
+                            np.broadcast_to(np.asarray(t, float), lead)[..., None], phi, xs], axis=-1)
+    return FitResult("twice_nll", np.asarray(twice_nll, float), theta, np.asarray(converged, bool), "newton",
+                     _names(phi.shape[-1], xs.shape[-1]), int(n_iter))
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,7 +351,7 @@ def fit(data, background: BackgroundModel, *, signal=None, mu=None, exposure=1.0
     >>> import numpy as np
     >>> bg = BackgroundModel(np.array([[100.0, 50.0]]), [0.1])
     >>> res = fit(np.array([110.0, 55.0]), bg)
-    >>> round(float(res.phi[0]), 4)  # pulled between the data (1.1) and the constraint (1.0)
+    >>> round(float(res["phi[0]"]), 4)  # pulled between the data (1.1) and the constraint (1.0)
     1.0586
     """
     lead, N, n2, S2, E2, cphi, ct, cx = _prepare_batch(data, signal, exposure, background, centre_phi, centre_t,
@@ -389,12 +381,13 @@ def fit(data, background: BackgroundModel, *, signal=None, mu=None, exposure=1.0
         cent[:, model.n_global:] = cx
     if start is not None:
         x0 = cent.copy()
-        x0[:, jphi] = np.broadcast_to(start.phi, lead + (bg.n_comp,)).reshape(N, -1)
+        x0[:, jphi] = np.broadcast_to(start.block("phi["), lead + (bg.n_comp,)).reshape(N, -1)
         if bg.has_t:
-            x0[:, jt] = np.broadcast_to(start.t, lead).reshape(N)
-        if nx and start.xsec is not None:
-            x0[:, model.n_global:] = np.broadcast_to(start.xsec, lead + (nx,)).reshape(N, nx)
-        mu0 = np.broadcast_to(start.mu, lead).reshape(N).astype(float)
+            x0[:, jt] = np.broadcast_to(start["t"], lead).reshape(N)
+        sx = start.block("xsec[")
+        if nx and sx.shape[-1] == nx:
+            x0[:, model.n_global:] = np.broadcast_to(sx, lead + (nx,)).reshape(N, nx)
+        mu0 = np.broadcast_to(start["mu"], lead).reshape(N).astype(float)
     else:
         x0 = cent.copy()
         x0[:, jphi] = np.where(bg.sigma == 0, 1.0, np.maximum(cphi, 1e-3))
@@ -415,8 +408,8 @@ def fit(data, background: BackgroundModel, *, signal=None, mu=None, exposure=1.0
     phi = r.theta[:, jphi]
     t = r.theta[:, jt] if bg.has_t else np.zeros(N)
     xs = r.theta[:, model.n_global:]
-    return FitResult(r.minimum.reshape(lead), np.asarray(mu_hat).reshape(lead), phi.reshape(lead + (bg.n_comp,)),
-                     t.reshape(lead), r.converged.reshape(lead), r.n_iter, xs.reshape(lead + (nx,)))
+    return fit_result(r.minimum.reshape(lead), np.asarray(mu_hat).reshape(lead), phi.reshape(lead + (bg.n_comp,)),
+                      t.reshape(lead), r.converged.reshape(lead), r.n_iter, xs.reshape(lead + (nx,)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,8 +445,8 @@ def q0(data, signal, background: BackgroundModel, *, exposure=1.0, centre_phi=No
     f1 = fit(data, background, signal=signal, exposure=exposure, centre_phi=centre_phi, centre_t=centre_t,
              centre_xsec=centre_xsec)
     f0 = fit(data, background, signal=signal, mu=0.0, exposure=exposure, centre_phi=centre_phi,
-             centre_t=centre_t, centre_xsec=centre_xsec, start=f1._replace(mu=np.zeros_like(f1.mu)))
-    q = np.where(f1.mu > 0, np.maximum(f0.twice_nll - f1.twice_nll, 0.0), 0.0)
+             centre_t=centre_t, centre_xsec=centre_xsec, start=f1)
+    q = np.where(f1["mu"] > 0, np.maximum(f0.minimum - f1.minimum, 0.0), 0.0)
     return (q, f1, f0) if return_fits else q
 
 
@@ -475,7 +468,7 @@ def asimov_q0(signal, background: BackgroundModel, *, exposure=1.0, start=None, 
     E = np.asarray(exposure, float)
     nA = (E[..., None] * (S + background.nominal))
     res = fit(nA, background, signal=None, mu=None, exposure=E, start=start)
-    q = np.maximum(res.twice_nll, 0.0)
+    q = np.maximum(res.minimum, 0.0)
     return (q, res) if return_fit else q
 
 
@@ -570,14 +563,14 @@ def discovery_limit(signal, background: BackgroundModel, exposures, *, z: float 
         x = np.exp(lx[active])
         e = Eb[active]
         s = Sb[active]
-        start = FitResult(np.zeros(active.size), np.zeros(active.size), phi_w[active], t_w[active],
-                          np.zeros(active.size, bool), 0, x_w[active])
+        start = fit_result(np.zeros(active.size), np.zeros(active.size), phi_w[active], t_w[active],
+                           np.zeros(active.size, bool), 0, x_w[active])
         q, res = asimov_q0(x[:, None] * s, background, exposure=e, start=start, return_fit=True)
-        phi_w[active] = res.phi
-        t_w[active] = res.t
-        x_w[active] = res.xsec
+        phi_w[active] = res.block("phi[")
+        t_w[active] = res["t"]
+        x_w[active] = res.block("xsec[")
         # d q0_A / dx = sum_i 2 e s_i ln(n_i / lambda_i)  (envelope theorem)
-        lam = e[:, None] * background.expected(res.phi, res.t, res.xsec)[:, keep]
+        lam = e[:, None] * background.expected(phi_w[active], t_w[active], x_w[active])[:, keep]
         nA = e[:, None] * (x[:, None] * s[:, keep] + bk)
         with np.errstate(divide="ignore", invalid="ignore"):
             dq = 2.0 * np.einsum("ni,ni->n", e[:, None] * s[:, keep], np.log(nA / lam))
