@@ -138,7 +138,7 @@ def test_every_preset_reads_through_the_schema(path):
 
 def test_schema_covers_every_preset_family():
     fams = {spec.read(p)[0] for p in MODELS.glob("*.toml")}
-    assert fams == set(spec.FAMILIES) == {"xenon", "terrestrial", "floor"}
+    assert fams == set(spec.FAMILIES) == {"xenon", "xenonnt", "terrestrial", "floor"}
 
 
 def test_file_layout_dict_equals_internal_dict():
