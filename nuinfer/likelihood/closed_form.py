@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from nuinfer.exceptions import InvalidConfig
+from nuinfer.likelihood.result import FitResult
 
 __all__ = ["profile_single_norm", "single_norm_kernel"]
 
@@ -35,8 +36,6 @@ def single_norm_kernel(R, D, inv_sd, sigma: float, centre: float = 1.0):
 
 def profile_single_norm(model, prep, n, var, cost, centres, free, stat):
     """Closed form for :func:`nuinfer.likelihood.profile.profile` (``method="closed_form"``)."""
-    from nuinfer.likelihood.profile import FitResult
-
     idx = np.flatnonzero(free)
     if cost != "gauss" or idx.size != 1 or idx[0] >= model.n_global:
         raise InvalidConfig("the closed-form profile needs the gauss cost and exactly one free normalisation "

@@ -72,7 +72,7 @@ from nuinfer.exceptions import (
     UnphysicalInput,
 )
 from nuinfer.likelihood.costs import _x_minus_log1p
-from nuinfer.likelihood.profile import FitResult
+from nuinfer.likelihood.result import FitResult
 
 __all__ = [
     "NUISANCES",

@@ -57,7 +57,7 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from nuinfer.likelihood.profile import FitResult
+from nuinfer.likelihood.result import FitResult
 
 import numpy as np
 from scipy.stats import norm
