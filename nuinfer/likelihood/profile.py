@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from nuinfer.exceptions import InvalidConfig
+from nuinfer.likelihood.costs import _x_minus_log1p
 from nuinfer.likelihood.model import BinnedModel
 from nuinfer.likelihood.result import FitResult
 
@@ -51,17 +52,6 @@ def statistic_name(cost: str) -> str:
 # --------------------------------------------------------------------------------------------
 # per-bin costs: value, first and (expected-information) second derivative in mu
 # --------------------------------------------------------------------------------------------
-def _x_minus_log1p(x):
-    """``x - log(1 + x)`` for ``x >= -1``, accurate also for tiny ``|x|`` (series below 1e-2)."""
-    x = np.asarray(x, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        direct = x - np.log1p(x)
-    poly = np.full_like(x, -1.0 / 9.0)
-    for k in range(8, 1, -1):
-        poly = poly * x + (1.0 if k % 2 == 0 else -1.0) / k
-    return np.where(np.abs(x) < 1e-2, x * x * poly, direct)
-
-
 def bin_cost(cost: str, n, mu, var=None, *, derivatives: bool = False):
     """Per-bin cost terms (non-negative) and, optionally, d/dmu and the curvature used by Newton.
 

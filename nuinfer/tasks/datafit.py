@@ -71,7 +71,6 @@ from nuinfer.exceptions import (
     NumericalError,
     UnphysicalInput,
 )
-from nuinfer.likelihood.costs import _x_minus_log1p
 from nuinfer.likelihood.result import FitResult
 
 __all__ = [
@@ -332,16 +331,11 @@ def _setup(data: BinnedData, nuisances: Nuisances, statistic: str, s_ref=None) -
 
 
 def _bin_terms(mu, su: _Setup):
-    """Per-bin statistic terms (P, n), non-negative."""
+    """Per-bin statistic terms (P, n), non-negative (:func:`nuinfer.likelihood.bin_cost`)."""
+    from nuinfer.likelihood import bin_cost
     if su.statistic == "gauss":
-        r = su.n - mu
-        return r * r * su.inv_var
-    n = su.n
-    pos = n > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.where(pos, (mu - n) / np.where(pos, n, 1.0), 0.0)
-        t = np.where(pos, 2.0 * n * _x_minus_log1p(x), 2.0 * mu)
-    return np.where((mu <= 0) & pos, np.inf, t)
+        return bin_cost("gauss", su.n, mu, 1.0 / su.inv_var)
+    return bin_cost("poisson", su.n, mu)
 
 
 def _mu(theta, S, B):
