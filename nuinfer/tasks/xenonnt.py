@@ -370,8 +370,9 @@ def run_contour(analysis, out, *, models=None, plot: bool = True, quiet: bool = 
         ds["g90"] = ex["g90"]
         ds["g90_status"] = ex["g90_status"]
         scans[mo] = ds
-        sel = {f"{m:g}": float(v) for m, v in zip(masses, ex["g90"].values)}
-        g90[mo] = {k: sel[k] for k in list(sel)[:: max(1, len(sel) // 8)]}
+        pick = np.unique(np.linspace(0, masses.size - 1, min(masses.size, 9)).round().astype(int))
+        g90[mo] = [[float(masses[k]), float(ex["g90"].values[k]) if ex["g90_status"].values[k] != 1 else None]
+                   for k in pick]
     stacked = xr.concat(list(scans.values()), dim="model", combine_attrs="drop_conflicts").assign_coords(model=models)
     cfg_json = {k: v for k, v in cfg.items() if not k.startswith("_")}
     stacked.attrs.update(provenance_attrs(config=json.loads(json.dumps(cfg_json, default=str))))
@@ -385,7 +386,8 @@ def run_contour(analysis, out, *, models=None, plot: bool = True, quiet: bool = 
         png = save(fig, out.with_suffix(".png"))
     _say(f"wrote {out}" + (f" and {png}" if png else ""), quiet)
     return {"output": str(out), "plot": str(png) if png else None, "data_set": stacked.attrs["data_set"],
-            "threshold": float(stacked.attrs["threshold"]), "g90_sampled_masses_MeV": g90,
+            "threshold": float(stacked.attrs["threshold"]),
+            "g90_by_mass": {"columns": ["m_X_MeV", "g90 (null: nothing excluded up to the grid top)"], **g90},
             "n_not_converged_near_threshold": {mo: int(s.attrs["n_not_converged_near_threshold"])
                                                for mo, s in scans.items()},
             "wall_time_s": round(time.perf_counter() - t0, 2)}
