@@ -1,22 +1,61 @@
 """The commands of ``nuinfer``: one function per task, each accepting every analysis family for
-which the task makes sense (:mod:`nuinfer.spec`) and refusing the others with a one-line message."""
+which the task makes sense (:mod:`nuinfer.spec`) and refusing the others with a one-line message.
+
+Every command validates everything before any work: the analysis file, the options, a memory
+estimate of the largest arrays (:mod:`nuinfer.spec.limits`) and its output paths
+(:func:`nuinfer.io.check_writable`; the default ``outputs/`` is created, a missing folder given
+with ``-o`` is not).  The outputs of one command are then written together
+(:func:`nuinfer.io.output_group`: all replaced at the end, or none; the lock of every output is
+held for the whole run, so a second run writing the same file fails at once).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 
-from nuinfer import spec
-from nuinfer.exceptions import ConfigError
+from nuinfer import io, spec
+from nuinfer.exceptions import ConfigError, InvalidConfig
+from nuinfer.spec.limits import estimate_floor, estimate_terrestrial, estimate_xenon, require_memory
+
+_OUT_KEY = "--output-file"
 
 
 def _out_path(args, default: str) -> Path:
-    p = Path(args.output_file or default)
+    """The NetCDF output of a command, checked before any work (the default folder is created)."""
+    given = getattr(args, "output_file", None)
+    p = Path(given or default)
     if p.suffix != ".nc":
-        raise ConfigError(f"output file {str(p)!r} must end in .nc", key="--output-file")
+        raise ConfigError(f"output file {str(p)!r} must end in .nc", key=_OUT_KEY)
+    io.check_writable(p, key=_OUT_KEY, create_parent=not given)
     return p
+
+
+def _outdir(path, given: bool, key: str = "--outdir") -> Path:
+    """An output folder: must be a directory (created if it is the default)."""
+    d = Path(path)
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"{str(d)!r} is not a directory; give a folder", key=key)
+    io.check_writable(d / "report.md", key=key, create_parent=not given or d.exists())
+    return d
+
+
+def _with(out: Path, *suffixes: str) -> list[Path]:
+    """``out`` and the files next to it: ``".png"`` replaces the suffix, ``"_g90.csv"`` extends the stem."""
+    paths = [out]
+    for s in suffixes:
+        paths.append(out.with_suffix(s) if s.startswith(".") else out.with_name(out.stem + s))
+    return paths
+
+
+@contextlib.contextmanager
+def _group(paths):
+    """Write the outputs of one command together (locks held for the whole block)."""
+    with io.output_group(paths, key=_OUT_KEY, check=False):
+        yield
 
 
 def _log(msg: str, quiet: bool = False) -> None:
@@ -24,11 +63,66 @@ def _log(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _warn(msg: str) -> None:
+    print(f"nuinfer: warning: {msg}", file=sys.stderr, flush=True)
+
+
 def _print(res) -> int:
     print(json.dumps(res, indent=2, sort_keys=True, default=str))
     return 0
 
 
+# ----------------------------------------------------------------------------- family helpers
+def _xenon(path, overrides=None):
+    from nuinfer.spec import xenon as config
+    return config.load(path, overrides)
+
+
+def _xenon_memory(ana, command: str) -> None:
+    with spec.translated(ana.family):
+        require_memory(estimate_xenon(ana.cfg, command))
+
+
+def _terrestrial(path, data_dir, command: str, preset: bool = False):
+    from nuinfer.spec import terrestrial as tcfg
+    ana = tcfg.load(path, data_dir=data_dir)
+    with spec.translated(ana.family):
+        require_memory(estimate_terrestrial(ana.cfg, command))
+        for va in ana.variants().values():  # variants are validated here, before any work
+            require_memory(estimate_terrestrial(va.cfg, command))
+    return ana
+
+
+def _terrestrial_outputs(ana, out: Path, extra_variants=()) -> list[Path]:
+    """The NetCDF and every figure ``run_fit`` may write next to it."""
+    stem = str(out.with_suffix(""))
+    names = list(ana.cfg["variants"] or ["nominal"]) + list(extra_variants)
+    paths = [out] + [Path(f"{stem}_{v}_spectrum.png") for v in names]
+    paths += [Path(f"{stem}{s}.png") for s in ("_sin2w", "_sin2w_summary", "_regions")]
+    return paths
+
+
+def _terrestrial_tasks(ana, given, key: str) -> list[str] | None:
+    """Check ``--task``/``--model`` names against the analysis (canonical model names)."""
+    if not given:
+        return None
+    from nuinfer.physics.mediators import canonical_model
+    out = []
+    for t in given:
+        name = t
+        if t not in ("sin2w", "dipole", "ngi"):
+            try:
+                name = canonical_model(t)
+            except InvalidConfig:
+                name = None
+        if name is None or name not in ana.tasks:
+            raise ConfigError(f"{t!r} is not a task of {ana.name}; its tasks are {', '.join(ana.tasks)} "
+                              "(signal.models)", key=key)
+        out.append(name)
+    return out
+
+
+# ----------------------------------------------------------------------------- commands
 def cmd_inspect(args) -> int:
     fam = spec.require(args.analysis, "inspect")
     if fam == "terrestrial":
@@ -125,7 +219,13 @@ def cmd_contour(args) -> int:
 
 def cmd_sample(args) -> int:
     out = _out_path(args, "outputs/posterior.nc")
-    if spec.require(args.analysis, "sample") == "terrestrial":
+    fam = spec.require(args.analysis, "sample")
+    if fam == "xenonnt":
+        from nuinfer.tasks import xenonnt
+        return _print(xenonnt.run_sample(args.analysis, out, model=args.model, walkers=args.walkers or 32,
+                                         steps=args.steps or 2000, seed=1 if args.seed is None else args.seed,
+                                         quiet=args.quiet))
+    if fam == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
         return _print(tw.run_posterior(args.analysis, out, task=args.model, walkers=args.walkers, steps=args.steps,
                                        seed=args.seed, data_dir=args.data_dir, quiet=args.quiet))

@@ -20,7 +20,7 @@ TASKS = {
     "xenon": ("inspect", "spectrum", "contour", "sample", "compare"),
     "terrestrial": ("inspect", "spectrum", "contour", "profile", "sample", "fit"),
     "floor": ("inspect", "floor"),
-    "xenonnt": ("inspect", "contour", "profile"),
+    "xenonnt": ("inspect", "contour", "profile", "sample"),
 }
 FAMILIES = tuple(TASKS)
 
