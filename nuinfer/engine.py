@@ -34,7 +34,8 @@ import numpy as np
 
 from nuinfer.exceptions import InvalidConfig
 
-__all__ = ["SCHEDULERS", "chunk_slices", "run_chunks", "check_seed"]
+__all__ = ["SCHEDULERS", "chunk_slices", "check_scheduler", "check_seed", "map_tasks",
+           "run_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,22 @@ def _check_positive_int(value, key: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise InvalidConfig(f"must be a positive integer; got {value!r}", key=key)
     return int(value)
+
+
+def check_scheduler(scheduler, key: str = "scheduler"):
+    """Validate a scheduler setting (CLI ``--scheduler``, ``[statistics] scheduler``) early.
+
+    Returns the value unchanged (``None`` for ``"inprocess"``); raises :class:`InvalidConfig`
+    naming ``key`` for anything :func:`run_chunks` would not accept.  Does not import dask.
+    """
+    try:
+        kind, _ = _check_scheduler(scheduler)
+    except InvalidConfig as exc:
+        msg = exc.args[0]
+        if exc.key and msg.startswith(f"{exc.key}: "):
+            msg = msg[len(exc.key) + 2:]
+        raise InvalidConfig(msg, key=key) from None
+    return None if kind == "inprocess" else scheduler
 
 
 def _check_scheduler(scheduler):
@@ -257,6 +274,55 @@ def _run_distributed(client, fn, chunks, children, bar) -> list:
         return client.gather(futures)
     finally:
         client.cancel(futures + [fn_future])
+
+
+def _map_chunk(fn, items, chunk: range, rng):  # rng unused: map_tasks work is deterministic
+    return [fn(items[k]) for k in chunk]
+
+
+def map_tasks(
+    fn: Callable[[Any], Any],
+    items,
+    *,
+    scheduler=None,
+    n_workers: int | None = None,
+    progress=None,
+) -> list:
+    """``[fn(item) for item in items]``, in order, in-process or on a Dask cluster.
+
+    For deterministic sweeps (``nuinfer compare`` scenarios, floor-map scenarios): one task per
+    item, no random stream.  Same schedulers as :func:`run_chunks`; with ``scheduler=None`` it is
+    a plain loop and dask is never imported.
+
+    Parameters
+    ----------
+    fn : callable(item) -> object
+        Picklable for distributed schedulers (module-level function or ``functools.partial``).
+    items : sequence
+        Work items (picklable for distributed schedulers); at least one.
+    scheduler, n_workers, progress
+        As in :func:`run_chunks`.
+
+    Returns
+    -------
+    list
+        ``[fn(items[0]), fn(items[1]), ...]``.
+
+    Examples
+    --------
+    >>> map_tasks(abs, [-1, 2, -3])
+    [1, 2, 3]
+    """
+    if not callable(fn):
+        raise InvalidConfig(f"must be callable(item); got {fn!r}", key="fn")
+    items = list(items)
+    if not items:
+        raise InvalidConfig("must contain at least one item", key="items")
+    import functools
+
+    res = run_chunks(functools.partial(_map_chunk, fn, items), len(items), seed=0, chunk_size=1,
+                     scheduler=scheduler, n_workers=n_workers, progress=progress)
+    return [r for chunk in res for r in chunk]
 
 
 def default_chunk_size(n_items: int, target_chunks: int = 64) -> int:

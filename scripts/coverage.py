@@ -60,13 +60,15 @@ def coverage_setup(m0=0.1):
 
 
 def run_coverage(n_toys, seed, statistics=("eq26", "gauss_hyp", "poisson"), sm_truth=False,
-                 scheduler=None, n_workers=None):
+                 scheduler=None, n_workers=None, cases=None, modes=("raster", "joint")):
+    """Coverage rows; ``cases`` = [(statistic, min_expected), ...] overrides ``statistics``."""
     tp, g_grid, m0, g0 = coverage_setup()
     truths = [(m0, g0)] + ([(m0, 0.0)] if sm_truth else [])
-    cases = [(st, 1e-9) for st in statistics] + [("eq26", 1.0)]
+    if cases is None:
+        cases = [(st, 1e-9) for st in statistics] + [("eq26", 1.0), ("gauss_hyp", 1.0)]
     rows = []
     for st, min_exp in cases:
-        for mode in ("raster", "joint"):
+        for mode in modes:
             t0 = time.perf_counter()
             ds = coverage(tp, g_grid, truths, statistic=st, mode=mode, n_toys=n_toys, seed=seed,
                           min_expected=min_exp, scheduler=scheduler, n_workers=n_workers)
@@ -141,6 +143,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--sm-truth", action="store_true", help="also the SM truth (g = 0)")
     p.add_argument("--statistics", default="eq26,gauss_hyp,poisson")
+    p.add_argument("--cases", default=None,
+                   help="statistic:min_expected,... (e.g. gauss_hyp:1,eq26:1e-9); "
+                        "default: every statistic with all bins plus eq26 and gauss_hyp with R_SM>=1")
+    p.add_argument("--modes", default="raster,joint")
     p.add_argument("--joint-masses", type=int, default=None,
                    help="benchmark the joint curve on this many masses and extrapolate")
     p.add_argument("--json")
@@ -149,8 +155,11 @@ def main(argv=None) -> int:
     if args.what in ("coverage", "all"):
         print("| truth | statistic (bins) | mode | asymptotic fraction | t_crit (asymptotic) | "
               "calibrated fraction | time |\n|---|---|---|---|---|---|---|")
+        cases = None if args.cases is None else [
+            (c.split(":")[0], float(c.split(":")[1])) for c in args.cases.split(",")]
         result["coverage"] = run_coverage(args.toys, args.seed, tuple(args.statistics.split(",")),
-                                          args.sm_truth)
+                                          args.sm_truth, cases=cases,
+                                          modes=tuple(args.modes.split(",")))
     if args.what in ("bench", "all"):
         result["bench"] = run_bench(args.toys, args.seed, args.joint_masses)
     if args.json:

@@ -135,9 +135,22 @@ def test_errors(surface):
     with pytest.raises(InvalidConfig, match="variable"):
         contour(surface, variable="delta_twice_nll")
     bad = surface.copy(deep=True)
-    bad["delta_chi2"][3, 3] = np.nan
+    bad["delta_chi2"][:] = np.nan
     with pytest.raises(NumericalError, match="NaN"):
         contour(bad)
+
+
+def test_failed_profile_points_are_flagged_not_raised(surface):
+    """A NaN (failed profile, scan converged = 0) removes only that mass: g90_status 3."""
+    bad = surface.copy(deep=True)
+    bad["delta_chi2"][3, 3] = np.nan
+    res, ref = contour(bad), contour(surface)
+    assert int(res.g90_status[3]) == 3 and np.isnan(float(res.g90[3]))
+    assert len(res.intervals[3]) == 0
+    keep = np.arange(surface.sizes["m_X"]) != 3
+    np.testing.assert_array_equal(res.g90.values[keep], ref.g90.values[keep])
+    ds = res.to_dataset()
+    assert float(ds["g90"][3]) == 0.0 and ds.attrs["calibration"] == "asymptotic"
 
 
 def test_g90_from_scan_agrees_with_root_finding(make_templates):

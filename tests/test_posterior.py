@@ -605,3 +605,34 @@ def test_sample_on_toy_counts_file(toy_counts, tmp_path, statistic):
     again = bayes.run_sample(cfg, tmp_path / "data.nc", data=path, steps=900, resume=True,
                              progress=False)
     assert again["steps_run"] == 100
+
+
+# --------------------------------------------------------------------------------------------
+# corner-plot decision and terrestrial summaries with MCSE (issue 14, item 4)
+# --------------------------------------------------------------------------------------------
+def test_corner_annotations_hide_quantiles_of_prior_dominated_parameters():
+    from nuinfer.tasks.posterior import corner_annotations, summarize
+
+    rng = np.random.default_rng(1)
+    chains = {"a": rng.normal(0.3, 0.05, (8, 400)), "b": rng.uniform(-1, 1, (8, 400))}
+    summ = summarize(chains)
+    dom = {"a": {"prior_dominated": False, "ks_distance": 0.8},
+           "b": {"prior_dominated": True, "ks_distance": 0.02}}
+    ann = corner_annotations(summ, dom, labels={"a": "$a$"})
+    assert ann["b"]["quantiles"] == () and ann["b"]["quantile_values"] == ()
+    assert "prior-dominated" in ann["b"]["title"] and "^" not in ann["b"]["title"]
+    assert ann["a"]["quantiles"] == (0.05, 0.5, 0.95)
+    assert ann["a"]["quantile_values"][1] == pytest.approx(summ["a"]["q50"])
+    assert ann["a"]["title"].startswith("$a$ = ") and "MCSE" in ann["a"]["title"]
+
+
+def test_terrestrial_posterior_summary_has_mcse(tmp_path):
+    from nuinfer.tasks import terrestrial as tw
+    from nuinfer.tasks.paper import models_dir
+
+    res = tw.run_posterior(models_dir() / "coherent_csi2017.toml", tmp_path / "p.nc", walkers=16,
+                           steps=60, seed=2, quiet=True)
+    for name, r in res["summary"].items():
+        for k in ("median", "q16", "q84", "q5", "q95"):
+            assert np.isfinite(r[k]) and np.isfinite(r[f"{k}_mcse"]) and r[f"{k}_mcse"] > 0, (name, k)
+        assert r["ess"] > 0 and r["q16"] <= r["median"] <= r["q84"]

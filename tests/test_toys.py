@@ -259,3 +259,89 @@ def test_calibration_rejects_bad_input(small, kw, key):
     args.update(kw)
     with pytest.raises(InvalidConfig, match=key):
         critical_values(tp, g, **args)
+
+
+# --------------------------------------------------------------------------------------------
+# engine.map_tasks (compare sweeps, floor maps)
+# --------------------------------------------------------------------------------------------
+def test_map_tasks_in_order_inprocess_and_dask(client):
+    from nuinfer.engine import map_tasks
+
+    items = [3.0, -1.0, 2.5, -7.0]
+    assert map_tasks(abs, items) == [3.0, 1.0, 2.5, 7.0]
+    assert map_tasks(abs, items, scheduler=client) == [3.0, 1.0, 2.5, 7.0]
+    with pytest.raises(InvalidConfig, match="items"):
+        map_tasks(abs, [])
+
+
+def test_check_scheduler_names_the_key():
+    from nuinfer.engine import check_scheduler
+
+    assert check_scheduler(None) is None and check_scheduler("inprocess") is None
+    assert check_scheduler("tcp://127.0.0.1:8786") == "tcp://127.0.0.1:8786"
+    with pytest.raises(InvalidConfig, match=r"^statistics\.scheduler: unknown scheduler"):
+        check_scheduler("dask", key="statistics.scheduler")
+
+
+def test_best_fit_point_is_never_excluded():
+    from nuinfer.tasks.calibration import _excluded
+
+    t = np.array([0.0, 0.0, 0.0, 0.5, 3.0])
+    assert _excluded(t, 0.0).tolist() == [False, False, False, True, True]
+    assert _excluded(t, 1.0).tolist() == [False, False, False, False, True]
+
+
+# --------------------------------------------------------------------------------------------
+# the calibrated-contour task (one NetCDF, calibration attrs)
+# --------------------------------------------------------------------------------------------
+def test_run_calibrated_contour_file(tmp_path, client):
+    import json
+
+    import xarray as xr
+
+    from nuinfer.tasks.calibrated import run_calibrated_contour
+
+    ov = {"scan.m_X_MeV.n": 6, "scan.m_X_MeV.lo": 0.01, "scan.m_X_MeV.hi": 10.0,
+          "scan.g_X.n": 40, "binning.n": 20}
+    out = tmp_path / "cal.nc"
+    s = run_calibrated_contour("models/fig2_eves.toml", out, model="S", n_toys=100, seed=3,
+                               overrides=ov, coverage=True, coverage_masses=2, quiet=True)
+    json.dumps(s)  # JSON-able
+    assert s["calibration"] == "toys" and s["n_toys"] == 100 and s["mode"] == "raster"
+    with xr.open_dataset(out) as ds:
+        ds.load()
+    for k, v in dict(calibration="toys", n_toys=100, seed=3, chunk_size=1, nuisances="sampled",
+                     statistic="eq26", mode="raster", asymptotic_scan_mode="raster_1d").items():
+        assert ds.attrs[k] == v, k
+    assert ds["delta_chi2"].attrs["calibration"] == "asymptotic"
+    for v in ("g90_calibrated", "g90_asymptotic", "t_crit", "t_crit_err", "interval_g_lo",
+              "interval_g_hi", "interval_g_lo_calibrated", "fraction_excluded_asymptotic",
+              "fraction_excluded_calibrated_err", "calibration_status"):
+        assert v in ds, v
+    ok = ds["calibration_status"].values == 0
+    assert ok.sum() >= 4
+    # asymptotic g90 of the toy rule = the refined scan's lowest excluded coupling (Asimov SM)
+    np.testing.assert_allclose(ds["g90_asymptotic"].values[ok],
+                               ds["g90_asymptotic_scan"].values[ok], rtol=1e-4)
+    assert np.all(ds["t_crit_err"].values[ok] > 0)
+    assert ds["fraction_excluded_asymptotic"].shape == (2, 3)
+    # the calibrated interval replaces exactly one lower end per calibrated mass
+    assert int(ds["interval_calibrated"].sum()) == int(ok.sum())
+    # same file from a dask cluster (scheduler-independent random numbers)
+    out2 = tmp_path / "cal2.nc"
+    run_calibrated_contour("models/fig2_eves.toml", out2, model="S", n_toys=100, seed=3,
+                           overrides=ov, scheduler=client, quiet=True)
+    with xr.open_dataset(out2) as d2:
+        np.testing.assert_array_equal(d2["g90_calibrated"].values, ds["g90_calibrated"].values)
+
+
+@pytest.mark.parametrize("kw, key", [({"mode": "2d"}, "mode"), ({"n_toys": 0}, "n_toys"),
+                                     ({"model": "Q"}, "model"), ({"scheduler": "dask"},
+                                                                "scheduler"),
+                                     ({"statistic": "gauss_hyp"}, "statistic")])
+def test_run_calibrated_contour_rejects_bad_input(tmp_path, kw, key):
+    from nuinfer.tasks.calibrated import run_calibrated_contour
+
+    with pytest.raises(InvalidConfig, match=key):
+        run_calibrated_contour("models/fig2_eves.toml", tmp_path / "x.nc", quiet=True, **kw)
+    assert not (tmp_path / "x.nc").exists()

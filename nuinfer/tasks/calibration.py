@@ -92,7 +92,8 @@ _BUDGET_BYTES = 16 * 2**20
 _ONE_SIGMA = 0.6826894921370859
 _ERROR_METHOD = ("binomial order-statistics interval: [t_(r), t_(s)] with r, s the "
                  "0.1587/0.8413 quantiles of Binomial(n_toys, cl); t_crit_err = (t_(s) - t_(r))/2")
-_QUANTILE_METHOD = "t_crit = ceil(cl n_toys)-th smallest toy t; a point is excluded when t >= t_crit"
+_QUANTILE_METHOD = ("t_crit = ceil(cl n_toys)-th smallest toy t; a point is excluded when "
+                    "t >= t_crit and t > 0 (a best-fitting point is never excluded)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,6 +323,17 @@ def _quantile_with_error(t, cl):
     s = int(stats.binom.ppf(1.0 - a, N, cl)) + 1
     r, s = min(N, max(1, r)), min(N, max(1, s))
     return ts[k - 1], ts[r - 1], ts[s - 1]
+
+
+def _excluded(t, t_crit):
+    """Exclusion rule: ``t >= t_crit`` and ``t > 0``.
+
+    ``t`` has an atom at 0 (the tested point is the best fit); when more than ``1 - cl`` of the
+    toys sit there the quantile is ``t_crit = 0``, and ``t >= 0`` would exclude every toy.  A
+    best-fitting point is never excluded.
+    """
+    t = np.asarray(t, float)
+    return (t >= t_crit) & (t > 0)
 
 
 def _binomial_error(k, n):
@@ -613,7 +625,10 @@ def _limit_one(prob, i, D_obs, mode, nuisances, n_toys, cl, n_bisect, rng):
         t, nc = prob.t_values(i, g, D, mode)
         nc_total += nc
         tc, lo, hi = _quantile_with_error(t, cl)
-        return _t_obs(prob, i, g, D_obs, mode, s_ref) - tc, tc, 0.5 * (hi - lo)
+        t_o = _t_obs(prob, i, g, D_obs, mode, s_ref)
+        # excluded iff t_obs >= t_crit and t_obs > 0 (see _excluded): negative when not
+        val = t_o - tc if t_o > 0 else min(t_o - tc, -1e-12)
+        return val, tc, 0.5 * (hi - lo)
 
     n_eval = 1
     h_a, tc_a, err_a = h(g_a)
@@ -781,7 +796,8 @@ def _cov_chunk(prob, pts, mode, nuisances, n_toys, n_cal, cl, calibrate, chunk, 
         if calibrate:
             tcal, nc2 = prob.t_values(i, g, prob.draw(R, n_cal, rng, nuisances), mode)
             tc, lo, hi = _quantile_with_error(tcal, cl)
-            row.update(tc=tc, tc_err=0.5 * (hi - lo), k_cal=int(np.sum(t >= tc)), nc=nc + nc2)
+            row.update(tc=tc, tc_err=0.5 * (hi - lo), k_cal=int(np.sum(_excluded(t, tc))),
+                       nc=nc + nc2)
         out.append(row)
     return out
 

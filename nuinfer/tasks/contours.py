@@ -70,6 +70,8 @@ G90_STATUS = {
     1: "none_excluded",  # nothing excluded at this mass within the grid (g90: NaN / 0 in files)
     2: "excluded_at_grid_min",  # excluded already at the smallest g_X: g90 = min(g_X) is
     #                             only an upper bound on the true limit (extend the grid down)
+    3: "profile_failed",  # the scan's profile failed (NaN, converged = 0) at some g_X of this
+    #                       mass: no intervals there (g90: NaN / 0 in files)
 }
 
 #: Meaning of the interval-edge kinds.
@@ -534,6 +536,8 @@ class ContourResult:
             coords={"m_X": m, "g_X": self.excluded["g_X"]},
             attrs={
                 **self.attrs,
+                # the threshold used here is the scan's (asymptotic) one unless stated otherwise
+                "calibration": str(self.attrs.get("calibration", "asymptotic")),
                 "threshold": self.threshold,
                 "cl": self.cl,
                 "ndof": self.ndof,
@@ -645,29 +649,33 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
     ndof = int(attrs.get("ndof", -1))
 
     delta = np.asarray(da.values, dtype=float)
-    if np.any(np.isnan(delta)):
-        raise NumericalError(f"{name} contains NaN; rerun the scan (see its 'converged' "
-                             "variable) before extracting contours")
+    failed_rows = np.isnan(delta).any(axis=1)
+    if failed_rows.all():
+        raise NumericalError(f"{name} contains NaN at every mass; rerun the scan (see its "
+                             "'converged' variable) before extracting contours")
     m = np.asarray(da["m_X"].values, dtype=float)
     g = np.asarray(da["g_X"].values, dtype=float)
     lg = np.log10(g)
 
-    excluded = xr.DataArray(delta >= threshold, coords={"m_X": da["m_X"], "g_X": da["g_X"]},
+    excluded = xr.DataArray(np.nan_to_num(delta, nan=-np.inf) >= threshold, coords={"m_X": da["m_X"], "g_X": da["g_X"]},
                             dims=("m_X", "g_X"), name="excluded")
     stats = _new_stats()
     edges, kinds = [], []
     for i, row in enumerate(delta):
         f = None if refine is None else (
             lambda x, i=i: np.asarray(refine(i, 10.0**np.asarray(x, dtype=float)), dtype=float))
-        e, k = _row_intervals(lg, row, threshold, f, stats)
+        if failed_rows[i]:  # a failed profile at this mass (scan: converged = 0): no intervals
+            e, k = np.empty(0), np.empty(0, dtype=np.int8)
+        else:
+            e, k = _row_intervals(lg, row, threshold, f, stats)
         edges.append(e)
         kinds.append(k)
     pairs = [_to_g(e, k, g) for e, k in zip(edges, kinds)]
     intervals = tuple(p[0] for p in pairs)
     interval_kinds = tuple(p[1] for p in pairs)
     g90_values = np.array([iv[0, 0] if len(iv) else np.nan for iv in intervals])
-    status = np.array([1 if len(iv) == 0 else (2 if row[0] >= threshold else 0)
-                       for iv, row in zip(intervals, delta)], dtype=np.int8)
+    status = np.array([3 if bad else 1 if len(iv) == 0 else (2 if row[0] >= threshold else 0)
+                       for iv, row, bad in zip(intervals, delta, failed_rows)], dtype=np.int8)
     cl_txt = f"{100 * cl:g}% CL" if np.isfinite(cl) else f"{name} >= {threshold:.6g}"
     g90 = xr.DataArray(g90_values, coords={"m_X": da["m_X"]}, dims=("m_X",), name="g90",
                        attrs={"units": "1", "long_name": f"lowest excluded g_X ({cl_txt})"})
@@ -686,6 +694,7 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
     grid_lines: tuple = ()
     if m.size >= 2 and g.size >= 2:
         z = delta.T.copy()  # contourpy wants z[y, x] = z[g, m]
+        z[np.isnan(z)] = 0.0  # failed points (g90_status 3): drawn as allowed in the diagnostic
         inf = np.isinf(z)
         if inf.any():
             finite_max = np.max(z[~inf], initial=threshold)
@@ -766,8 +775,12 @@ def template_refiner(templates: xr.Dataset, scan: xr.Dataset):
     name = scan.attrs["statistic_variable"]
     raw = scan.attrs.get("statistic_scale", name.removeprefix("delta_"))
     # reference per mass: stat - delta on the grid (constant along g_X)
-    offset = np.median(np.asarray((scan[raw] - scan[name]).transpose("m_X", "g_X").values),
-                       axis=1)
+    off = np.asarray((scan[raw] - scan[name]).transpose("m_X", "g_X").values)
+    nan_rows = np.isnan(off).any(axis=1)  # failed points (converged = 0)
+    offset = np.median(np.where(nan_rows[:, None], 0.0, off), axis=1)
+    for i in np.flatnonzero(nan_rows):
+        ok = off[i][~np.isnan(off[i])]
+        offset[i] = np.median(ok) if ok.size else np.nan
     if statistic == "eq26":
         inv = 1.0 / np.sqrt(eq26_variance(r_sm, sigma_bg))
         Ts, d = T * inv, D * inv

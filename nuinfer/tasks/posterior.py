@@ -98,6 +98,7 @@ __all__ = [
     "autocorr_time",
     "burn_in",
     "chains_from_tree",
+    "corner_annotations",
     "diagnostics",
     "effective_sample_size",
     "integrated_time",
@@ -1110,6 +1111,51 @@ def summarize(chains: dict, probs=(0.05, 0.5, 0.95)) -> dict:
             row[_qkey(p)] = q
             row[_qkey(p) + "_mcse"] = err
         out[name] = row
+    return out
+
+
+def corner_annotations(summary: dict, dominance: dict, labels=None,
+                       probs=(0.05, 0.5, 0.95)) -> dict:
+    """What the corner plot may say about each parameter: quantile lines and title.
+
+    The decision for :func:`nuinfer.tasks.bayes.run_plot`: a prior-dominated parameter
+    (:func:`prior_dominance`) gets NO quantile lines and NO "median +- error" title (the numbers
+    would describe the prior); the others get the ``probs`` quantiles and a title with the
+    median, the 5-95% range and the median's MCSE.
+
+    Parameters
+    ----------
+    summary : dict
+        :func:`summarize` output (with the ``probs`` quantiles).
+    dominance : dict
+        :func:`prior_dominance` output (parameters missing there count as data-dominated).
+    labels : dict, optional
+        ``{name: label}`` for the titles. Default: the names.
+    probs : tuple of float
+        Quantile levels of the lines (default 5/50/95%).
+
+    Returns
+    -------
+    dict
+        ``{name: {"quantiles": tuple (empty when prior-dominated), "quantile_values": tuple,
+        "title": str, "prior_dominated": bool}}``.
+    """
+    labels = labels or {}
+    out = {}
+    for name, r in summary.items():
+        lab = labels.get(name, name)
+        d = dominance.get(name)
+        if d is not None and d.get("prior_dominated"):
+            out[name] = {"quantiles": (), "quantile_values": (), "prior_dominated": True,
+                         "title": f"{lab}: prior-dominated (KS to prior {d['ks_distance']:.2f})"}
+            continue
+        qv = tuple(float(r[_qkey(p)]) for p in probs)
+        mid = 0.5 if 0.5 in probs else probs[len(probs) // 2]
+        lo, med, hi = qv[0], float(r[_qkey(mid)]), qv[-1]
+        err = r.get(_qkey(mid) + "_mcse", math.nan)
+        out[name] = {"quantiles": tuple(probs), "quantile_values": qv, "prior_dominated": False,
+                     "title": (f"{lab} = ${med:.2g}^{{+{hi - med:.2g}}}_{{-{med - lo:.2g}}}$ "
+                               f"(MCSE {err:.1g})")}
     return out
 
 

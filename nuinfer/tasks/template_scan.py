@@ -510,23 +510,34 @@ def scan(
     finally:
         bar.close()
 
-    if np.any(np.isnan(minimum)) or math.isnan(sm_value):
-        bad = np.argwhere(np.isnan(minimum))
-        where = f"m_X = {m[bad[0][0]]} MeV, g_X = {g[bad[0][1]]}" if bad.size else "g_X = 0"
+    # A point whose profile failed (NaN: e.g. overflow at extreme couplings) is flagged
+    # (converged = 0, NaN statistic, attr n_failed) and the scan goes on; only a failed SM point
+    # (the reference of every Delta) or a grid where every point failed is an error.
+    failed = np.isnan(minimum)
+    conv &= ~failed
+    if math.isnan(sm_value) or failed.all():
+        bad = np.argwhere(failed)
+        where = "g_X = 0" if math.isnan(sm_value) else f"every grid point ({len(bad)})"
         raise NumericalError(
-            f"the profiled {stat_name} is NaN at {where} ({len(bad)} points); "
+            f"the profiled {stat_name} is NaN at {where}; "
             "check the templates and data for extreme values"
         )
+    if failed.any():
+        bad = np.argwhere(failed)
+        log.warning("scan: the profiled %s is NaN at %d grid points (first: m_X = %g MeV, "
+                    "g_X = %g); flagged converged = 0", stat_name, len(bad), m[bad[0][0]],
+                    g[bad[0][1]])
+    finite_min = np.where(failed, np.inf, minimum)
 
     # Delta with respect to the minimum over the grid and the SM point g_X = 0
-    i_best, j_best = np.unravel_index(np.argmin(minimum), minimum.shape)
+    i_best, j_best = np.unravel_index(np.argmin(finite_min), minimum.shape)
     grid_min = float(minimum[i_best, j_best])
     best_is_sm = sm_value <= grid_min
     global_min = min(grid_min, sm_value)
     if reference == "global":
         delta = minimum - global_min
     else:
-        delta = minimum - np.minimum(minimum.min(axis=1, keepdims=True), sm_value)
+        delta = minimum - np.minimum(finite_min.min(axis=1, keepdims=True), sm_value)
 
     thr = delta_chi2_threshold(cl, ndof)
     delta_name = f"delta_{stat_name}"
@@ -564,6 +575,9 @@ def scan(
 
     attrs = {k: v for k, v in templates.attrs.items()}
     attrs.update(
+        calibration="asymptotic",
+        calibration_rule=(f"threshold chi2.ppf({cl}, {ndof}) (Wilks); toy-calibrated limits: "
+                          "nuinfer.tasks.calibrated / nuinfer.tasks.calibration"),
         statistic=statistic,
         statistic_variable=delta_name,
         statistic_scale=stat_name,
@@ -593,6 +607,10 @@ def scan(
         best_fit_m_X_MeV=0.0 if best_is_sm else float(m[i_best]),
         best_fit_g_X=0.0 if best_is_sm else float(g[j_best]),
         n_not_converged=int((~conv).sum()),
+        n_failed=int(failed.sum()),
+        converged_rule=("closed form (eq26): exact, converged = finite" if method == "closed_form"
+                        else "Newton (poisson): step below rtol inside a kept bracket"
+                        if method == "newton" else "MIGRAD valid minimum"),
     )
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 

@@ -368,10 +368,15 @@ def run_posterior(analysis, out, *, task=None, walkers=None, steps=None, seed=No
                               "likelihood": f"datafit {ana.cfg['statistics']['statistic']}"})
     out = Path(out)
     write_netcdf(tree, out)
-    burn = diag.burn
-    flat = run.chain[:, burn::diag.thin].reshape(-1, run.chain.shape[2])
-    summ = {n: {"median": float(np.median(flat[:, j])), "q16": float(np.quantile(flat[:, j], 0.16)),
-                "q84": float(np.quantile(flat[:, j], 0.84))} for j, n in enumerate(post.names)}
+    # quantiles with their Monte Carlo standard errors (from the effective sample size), from the
+    # post-burn-in draws in chain order as stored in the file
+    from nuinfer.tasks.posterior import chains_from_tree, summarize
+    full = summarize(chains_from_tree(tree, post.names), probs=(0.05, 0.16, 0.5, 0.84, 0.95))
+    keys = {"median": "q50", "q5": "q5", "q16": "q16", "q84": "q84", "q95": "q95"}
+    summ = {n: {**{k: r[q] for k, q in keys.items()},
+                **{f"{k}_mcse": r[q + "_mcse"] for k, q in keys.items()},
+                "mean": r["mean"], "mean_mcse": r["mean_mcse"], "sd": r["sd"], "ess": r["ess"]}
+            for n, r in full.items()}
     return {"output": str(out), "task": task, "diagnostics": diag.to_dict(), "summary": summ}
 
 
