@@ -142,17 +142,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_options(args) -> None:
+    """Numbers given on the command line: sizes within their bounds, seeds numpy accepts."""
+    from nuinfer.spec.limits import MAX, check_count, check_seed
+    bounds = {"grid": (2, MAX["grid"]), "steps": (1, MAX["steps"]), "walkers": (1, MAX["walkers"])}
+    for k, (lo, hi) in bounds.items():
+        v = getattr(args, k, None)
+        if v is not None:
+            check_count(v, f"--{k}", lo, hi)
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed, "--seed")
+
+
+def _run(args) -> int:
+    """The command, with SIGTERM/SIGHUP/SIGINT removing partial outputs (:func:`nuinfer.io.interruptible`)
+    and warnings held back: printed (once each) after a success, dropped before a one-line error."""
+    import warnings
+
+    from nuinfer import io
+    with io.interruptible(sigint=True), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import numpy as np
+        with np.errstate(all="warn"):
+            status = args.func(args)
+    seen = set()
+    for w in caught:
+        line = f"{w.category.__name__}: {w.message}"
+        if line not in seen and not getattr(args, "quiet", False):
+            seen.add(line)
+            print(f"nuinfer: warning: {line}", file=sys.stderr)
+    return status
+
+
 def main(argv=None) -> int:
     """Run one ``nuinfer`` command; returns the exit status."""
     limiter = _pin_blas()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        for k in ("grid", "steps", "walkers"):
-            v = getattr(args, k, None)
-            if v is not None and v < 1:
-                raise ConfigError(f"must be >= 1, got {v}", key=f"--{k}")
-        return args.func(args)
+        _check_options(args)
+        return _run(args)
     except ConfigError as exc:
         print(f"nuinfer: error: {exc}", file=sys.stderr)
         return 2
@@ -162,6 +191,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         print("nuinfer: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("nuinfer: failed: out of memory; reduce the grid, binning or chain sizes of the analysis",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # no traceback for any input; NUINFER_DEBUG=1 shows it
+        if os.environ.get("NUINFER_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or "(no message)"
+        print(f"nuinfer: failed: internal error {type(exc).__name__}: {msg[:300]} (please report it; "
+              "NUINFER_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     finally:
         if limiter is not None:
             limiter.restore_original_limits()

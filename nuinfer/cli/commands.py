@@ -90,6 +90,9 @@ def _terrestrial(path, data_dir, command: str, preset: bool = False):
         require_memory(estimate_terrestrial(ana.cfg, command))
         for va in ana.variants().values():  # variants are validated here, before any work
             require_memory(estimate_terrestrial(va.cfg, command))
+            va.quenching()    # user tables read and checked now, not after the fit
+            va.efficiency()
+            va.background()
     return ana
 
 
@@ -127,7 +130,7 @@ def cmd_inspect(args) -> int:
     fam = spec.require(args.analysis, "inspect")
     if fam == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
-        ana = tw._analysis(args.analysis, None, args.data_dir)
+        ana = _terrestrial(args.analysis, args.data_dir, "inspect")
         models = tw.Models(ana)
         sm = models.sm_signal()
         return _print({"name": ana.name, "family": fam, "tasks": ana.tasks, "supports": list(spec.TASKS[fam]),
@@ -139,6 +142,8 @@ def cmd_inspect(args) -> int:
     if fam == "floor":
         from nuinfer.tasks import floor as floor
         cfg = floor.load_floor_config(args.analysis)
+        with spec.translated(fam):
+            require_memory(estimate_floor(cfg))
         fm = floor.forward_model(cfg)
         sm = fm.sm_spectrum()
         return _print({"name": cfg["name"], "family": fam, "supports": list(spec.TASKS[fam]),
@@ -146,8 +151,8 @@ def cmd_inspect(args) -> int:
                        "sm_counts_per_tonne_year_per_source": {str(s): float(v) for s, v in
                                                                sm["counts"].sum("bin").to_series().items()},
                        "sm_total_per_tonne_year": float(sm["total"].sum())})
-    from nuinfer.spec import xenon as config
-    ana = config.load(args.analysis)
+    ana = _xenon(args.analysis)
+    _xenon_memory(ana, "inspect")
     fm = ana.forward_model()
     sm = fm.sm_spectrum()
     summary = {
@@ -162,42 +167,97 @@ def cmd_inspect(args) -> int:
         "sm_counts_per_source": {str(s): float(v) for s, v in sm["counts"].sum("bin").to_series().items()},
         "sm_total": float(sm["total"].sum()),
     }
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
+    return _print(summary)
 
 
 def cmd_spectrum(args) -> int:
     if spec.require(args.analysis, "spectrum") == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
-        return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/spectrum.nc"), data_dir=args.data_dir,
-                                 tasks=[], plot=not args.no_plot, quiet=args.quiet))
+        ana = _terrestrial(args.analysis, args.data_dir, "spectrum")
+        out = _out_path(args, "outputs/spectrum.nc")
+        with _group(_terrestrial_outputs(ana, out)):
+            res = tw.run_fit(ana, out, tasks=[], plot=not args.no_plot, quiet=args.quiet)
+        return _print(res)
     from nuinfer.tasks import paper as workflows
+    ana = _xenon(args.analysis)
+    _xenon_memory(ana, "spectrum")
     out = _out_path(args, "outputs/spectrum.nc")
-    ds, png = workflows.run_spectrum(args.analysis, out, plot=not args.no_plot, quiet=args.quiet)
+    with _group(_with(out, ".png")):
+        ds, png = workflows.run_spectrum(ana, out, plot=not args.no_plot, quiet=args.quiet)
     totals = {m: float(ds["total_model"].sel(model=m).sum()) for m in ds["model"].values}
-    print(json.dumps({"output": str(out), "plot": str(png) if png else None,
-                      "sm_total": float(ds["total"].sum()), "model_totals": totals}, indent=2, sort_keys=True))
-    return 0
+    return _print({"output": str(out), "plot": str(png) if png else None,
+                   "sm_total": float(ds["total"].sum()), "model_totals": totals})
+
+
+def _g90_upper_bounds(res: dict, out: Path) -> None:
+    """Say in the JSON (and on stderr) which g90 values equal the smallest grid coupling."""
+    import numpy as np
+
+    from nuinfer.tasks import exclusion
+    try:
+        ds = io.read_netcdf(out)
+    except Exception:  # pragma: no cover - the file was just written
+        return
+    flags, notes = {}, []
+    models = [str(m) for m in ds["model"].values] if "model" in ds.dims else [None]
+    for mo in models:
+        one = ds.sel(model=mo) if mo is not None else ds
+        try:
+            ub = np.asarray(exclusion(one)["g90_upper_bound"].values, bool)
+        except Exception:  # pragma: no cover
+            continue
+        m = np.asarray(one["m_X"].values, float)
+        table = (res.get("g90") or {}).get(mo, {}) if mo is not None else res.get("g90", {})
+        per = {}
+        for key in table:
+            mm = float(key)
+            if not m[0] * (1 - 1e-9) <= mm <= m[-1] * (1 + 1e-9):
+                continue
+            j = int(np.searchsorted(m, mm))
+            near = [i for i in (j - 1, j) if 0 <= i < m.size]
+            per[key] = bool(any(ub[i] for i in near))
+        flags[mo] = {"reference_masses": per, "grid_masses_MeV": [float(x) for x in m[ub]]}
+        bad = [k for k, v in per.items() if v]
+        if bad:
+            notes.append(f"{mo}: g90 at m_X = {', '.join(bad)} MeV equals the smallest grid coupling, so it is "
+                         "only an upper bound on the limit; lower signal.scan.g_X.lo")
+    res["g90_upper_bound"] = flags
+    if notes:
+        res["notes"] = notes
+        for n in notes:
+            _warn(n)
 
 
 def cmd_contour(args) -> int:
     fam = spec.require(args.analysis, "contour")
-    out = _out_path(args, "outputs/scan.nc")
     if fam == "xenonnt":
         from nuinfer.tasks import xenonnt
-        return _print(xenonnt.run_contour(args.analysis, out, models=[args.model] if args.model else None,
-                                          plot=not args.no_plot, quiet=args.quiet))
+        cfg = spec.load_xenonnt(args.analysis)
+        models = None
+        if args.model:
+            from nuinfer.physics.mediators import canonical_model
+            try:
+                models = [canonical_model(args.model)]
+            except InvalidConfig as exc:
+                raise ConfigError(str(exc).split(": ", 1)[-1], key="--model") from None
+        out = _out_path(args, "outputs/scan.nc")
+        del cfg
+        with _group(_with(out, ".png")):
+            res = xenonnt.run_contour(args.analysis, out, models=models, plot=not args.no_plot, quiet=args.quiet)
+        return _print(res)
     if fam == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
-        ana = tw._analysis(args.analysis, None, args.data_dir)
+        ana = _terrestrial(args.analysis, args.data_dir, "contour")
         tasks = [t for t in ana.tasks if t != "sin2w"]
         if args.model:
-            tasks = [args.model]
+            tasks = _terrestrial_tasks(ana, [args.model], "--model")
         if not tasks:
             raise ConfigError(f"{args.analysis} has no (m_X, g_X) task; its tasks are {ana.tasks} "
-                              "(use `nuinfer profile` for sin2w)", key="tasks")
-        return _print(tw.run_fit(args.analysis, out, data_dir=args.data_dir, tasks=tasks,
-                                 plot=not args.no_plot, quiet=args.quiet))
+                              "(use `nuinfer profile` for sin2w)", key="signal.models")
+        out = _out_path(args, "outputs/scan.nc")
+        with _group(_terrestrial_outputs(ana, out)):
+            res = tw.run_fit(ana, out, tasks=tasks, plot=not args.no_plot, quiet=args.quiet)
+        return _print(res)
     from nuinfer.tasks import paper as workflows
     overrides = {}
     if args.statistic:
@@ -210,98 +270,231 @@ def cmd_contour(args) -> int:
         overrides["scan.m_X_MeV.n"] = args.grid
         overrides["scan.g_X.n"] = args.grid
     if args.model:
-        overrides["models"] = [args.model]
-    res = workflows.run_contour(args.analysis, out, overrides=overrides, plot=not args.no_plot,
-                                quiet=args.quiet)
-    print(json.dumps(res, indent=2, sort_keys=True, default=str))
-    return 0
+        from nuinfer.physics.mediators import canonical_model
+        try:
+            overrides["models"] = [canonical_model(args.model)]
+        except InvalidConfig as exc:
+            raise ConfigError(str(exc).split(": ", 1)[-1], key="--model") from None
+    ana = _xenon(args.analysis, overrides)
+    _xenon_memory(ana, "contour")
+    out = _out_path(args, "outputs/scan.nc")
+    with _group(_with(out, ".png")):
+        res = workflows.run_contour(ana, out, plot=not args.no_plot, quiet=args.quiet)
+    _g90_upper_bounds(res, out)
+    return _print(res)
 
 
 def cmd_sample(args) -> int:
-    out = _out_path(args, "outputs/posterior.nc")
-    fam = spec.require(args.analysis, "sample")
-    if fam == "xenonnt":
-        from nuinfer.tasks import xenonnt
-        return _print(xenonnt.run_sample(args.analysis, out, model=args.model, walkers=args.walkers or 32,
-                                         steps=args.steps or 2000, seed=1 if args.seed is None else args.seed,
-                                         quiet=args.quiet))
-    if fam == "terrestrial":
+    if spec.require(args.analysis, "sample") == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
-        return _print(tw.run_posterior(args.analysis, out, task=args.model, walkers=args.walkers, steps=args.steps,
-                                       seed=args.seed, data_dir=args.data_dir, quiet=args.quiet))
+        from nuinfer.spec.limits import estimate_sample
+        ana = _terrestrial(args.analysis, args.data_dir, "sample")
+        task = None
+        if args.model:
+            from nuinfer.spec.terrestrial import _tasks
+            if args.model not in _tasks() + ("ngi",):
+                raise ConfigError(f"unknown task {args.model!r}; choose from {', '.join(_tasks())}", key="--model")
+            task = args.model
+        p = ana.cfg["posterior"]
+        require_memory(estimate_sample(args.walkers or p["walkers"], args.steps or p["steps"], 8, "--steps"))
+        out = _out_path(args, "outputs/posterior.nc")
+        with _group([out]):
+            res = tw.run_posterior(ana, out, task=task, walkers=args.walkers, steps=args.steps, seed=args.seed,
+                                   quiet=args.quiet)
+        return _print(res)
     from nuinfer.tasks import bayes as bayes
-    res = bayes.run_sample(args.analysis, out, walkers=args.walkers, steps=args.steps, seed=args.seed,
+    overrides = {}
+    for k in ("walkers", "steps", "seed"):
+        if getattr(args, k) is not None:
+            overrides[f"posterior.{k}"] = getattr(args, k)
+    ana = _xenon(args.analysis)
+    try:
+        checked = ana.replace(**overrides)
+    except ConfigError as exc:  # an option conflicting with the file (e.g. thin > --steps)
+        raise ConfigError(f"{exc} (with the command-line options)", key=None) from None
+    _xenon_memory(checked, "sample")
+    out = _out_path(args, "outputs/posterior.nc")
+    # the lock of the file is held from the resume read to the final write: two concurrent
+    # `--resume` runs cannot both succeed
+    with _group([out]):
+        res = bayes.run_sample(ana, out, walkers=args.walkers, steps=args.steps, seed=args.seed,
                                resume=args.resume, progress=not args.quiet, model=args.model)
-    print(json.dumps(res, indent=2, sort_keys=True, default=str))
-    return 0
+    return _print(res)
 
 
 def cmd_plot(args) -> int:
     from nuinfer.tasks import bayes as bayes
-    res = bayes.run_plot(args.posterior, outdir=args.outdir)
-    print(json.dumps(res, indent=2, sort_keys=True, default=str))
-    return 0
+    post = Path(args.posterior)
+    if not post.is_file():
+        raise ConfigError(f"posterior file {str(post)!r} not found; write it with `nuinfer sample`", key="posterior")
+    base = Path(args.outdir) if args.outdir else post.parent
+    if args.outdir:
+        _outdir(base, True)
+    stem = base / post.stem
+    members = [stem.with_name(stem.name + s) for s in ("_corner.png", "_mass_coupling.png", "_g90.csv", "_g90.md")]
+    for m in members:
+        io.check_writable(m, key="--outdir" if args.outdir else "posterior")
+    with _group(members):
+        res = bayes.run_plot(args.posterior, outdir=args.outdir)
+    return _print(res)
 
 
 def cmd_compare(args) -> int:
     spec.require(args.analysis, "compare")
     from nuinfer.tasks import paper as workflows
+    overrides = {}
+    if args.grid is not None:
+        overrides = {"scan.m_X_MeV.n": args.grid, "scan.g_X.n": args.grid}
+    ana = _xenon(args.analysis, overrides)
+    _xenon_memory(ana, "compare")
     out = _out_path(args, "outputs/compare.nc")
-    res = workflows.run_compare(args.analysis, args.vary, out, model=args.model, quiet=args.quiet,
-                                grid=args.grid)
-    print(json.dumps(res, indent=2, sort_keys=True, default=str))
-    return 0
+    with _group(_with(out, "_g90.csv", "_g90.md", ".png")):
+        res = workflows.run_compare(args.analysis, args.vary, out, model=args.model, quiet=args.quiet,
+                                    grid=args.grid)
+    return _print(res)
+
+
+def _steps(only) -> list[str] | None:
+    """``--only`` names checked against the paper's steps before any work."""
+    if not only:
+        return None
+    try:
+        from nuinfer.tasks.paper import STEPS
+    except ImportError:  # pragma: no cover
+        STEPS = ("fig1", "fig2", "fig3", "fig4", "systematics", "bayes", "current_data")
+    names = [n.strip() for item in only for n in str(item).split(",") if n.strip()]
+    bad = [n for n in names if n not in STEPS]
+    if bad or not names:
+        raise ConfigError(f"unknown step(s) {', '.join(map(repr, bad)) or '(none given)'}; valid steps: "
+                          f"{', '.join(STEPS)} (comma list or repeated --only)", key="--only")
+    return names
 
 
 def cmd_reproduce(args) -> int:
     from nuinfer.tasks import paper as workflows
+    only = _steps(args.only)
+    _outdir(args.outdir, args.outdir != "outputs")
     t0 = time.perf_counter()
-    res = workflows.reproduce(args.outdir, quick=args.quick, quiet=args.quiet, only=args.only)
+    res = workflows.reproduce(args.outdir, quick=args.quick, quiet=args.quiet, only=only)
     res["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(res, indent=2, sort_keys=True, default=str))
-    return 0
+    return _print(res)
 
 
 def cmd_profile(args) -> int:
     """One-parameter profile (sin^2 theta_W; the 8B flux; the neutrino magnetic moment) of an analysis."""
     if spec.require(args.analysis, "profile") == "xenonnt":
         from nuinfer.tasks import xenonnt
-        return _print(xenonnt.run_profile(args.analysis, _out_path(args, "outputs/profile.nc"),
-                                          plot=not args.no_plot, quiet=args.quiet))
+        spec.load_xenonnt(args.analysis)
+        out = _out_path(args, "outputs/profile.nc")
+        with _group(_with(out, ".png")):
+            res = xenonnt.run_profile(args.analysis, out, plot=not args.no_plot, quiet=args.quiet)
+        return _print(res)
     from nuinfer.tasks import terrestrial as tw
-    return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/profile.nc"), data_dir=args.data_dir,
-                             tasks=["sin2w"], plot=not args.no_plot, quiet=args.quiet))
+    ana = _terrestrial(args.analysis, args.data_dir, "profile")
+    out = _out_path(args, "outputs/profile.nc")
+    with _group(_terrestrial_outputs(ana, out)):
+        res = tw.run_fit(ana, out, tasks=["sin2w"], plot=not args.no_plot, quiet=args.quiet)
+    return _print(res)
 
 
 def cmd_fit(args) -> int:
     spec.require(args.analysis, "fit")
     from nuinfer.tasks import terrestrial as tw
-    return _print(tw.run_fit(args.analysis, _out_path(args, "outputs/fit.nc"), data_dir=args.data_dir,
-                             tasks=args.task or None, plot=not args.no_plot, quiet=args.quiet))
+    ana = _terrestrial(args.analysis, args.data_dir, "fit")
+    tasks = _terrestrial_tasks(ana, args.task, "--task")
+    out = _out_path(args, "outputs/fit.nc")
+    with _group(_terrestrial_outputs(ana, out)):
+        res = tw.run_fit(ana, out, tasks=tasks, plot=not args.no_plot, quiet=args.quiet)
+    return _print(res)
+
+
+def _preset(name: str, key: str = "--preset") -> Path:
+    from nuinfer.tasks import terrestrial as tw
+    p = tw.preset_path(name)
+    if not p.is_file():
+        from nuinfer.tasks.paper import models_dir
+        names = sorted(q.stem for q in models_dir().glob("*.toml"))
+        raise ConfigError(f"no preset {name!r} in models/; choose from {', '.join(names)}", key=key)
+    return p
 
 
 def cmd_coherent(args) -> int:
     from nuinfer.tasks import terrestrial as tw
-    return _print(tw.run_coherent(_out_path(args, "outputs/coherent_csi2017.nc"), preset=args.preset,
-                                  data_dir=args.data_dir, tasks=args.task or None, plot=not args.no_plot,
-                                  quiet=args.quiet))
+    path = _preset(args.preset)
+    spec.require(path, "fit")
+    ana = _terrestrial(path, args.data_dir, "fit")
+    tasks = _terrestrial_tasks(ana, args.task, "--task")
+    out = _out_path(args, "outputs/coherent_csi2017.nc")
+    with _group(_terrestrial_outputs(ana, out)):
+        res = tw.run_coherent(out, preset=args.preset, data_dir=args.data_dir, tasks=tasks,
+                              plot=not args.no_plot, quiet=args.quiet)
+    return _print(res)
 
 
 def cmd_dresden(args) -> int:
     from nuinfer.tasks import terrestrial as tw
-    return _print(tw.run_dresden(_out_path(args, "outputs/dresden2.nc"), preset=args.preset, data_dir=args.data_dir,
-                                 tasks=args.task or None, quenching_table=args.quenching_table,
-                                 plot=not args.no_plot, quiet=args.quiet))
+    path = _preset(args.preset)
+    spec.require(path, "fit")
+    ana = _terrestrial(path, args.data_dir, "fit")
+    tasks = _terrestrial_tasks(ana, args.task, "--task")
+    if args.quenching_table is not None and not Path(args.quenching_table).is_file():
+        raise ConfigError(f"file {args.quenching_table!r} not found", key="--quenching-table")
+    out = _out_path(args, "outputs/dresden2.nc")
+    extra = ["user_table"] if args.quenching_table else []
+    with _group(_terrestrial_outputs(ana, out, extra)):
+        res = tw.run_dresden(out, preset=args.preset, data_dir=args.data_dir, tasks=tasks,
+                             quenching_table=args.quenching_table, plot=not args.no_plot, quiet=args.quiet)
+    return _print(res)
 
 
 def cmd_review_figures(args) -> int:
     from nuinfer.tasks import terrestrial as tw
+    _outdir(args.outdir, args.outdir != "outputs")
+    if args.quenching_table is not None and not Path(args.quenching_table).is_file():
+        raise ConfigError(f"file {args.quenching_table!r} not found", key="--quenching-table")
     return _print(tw.review_figures(args.outdir, coherent_data_dir=args.data_dir,
                                     quenching_table=args.quenching_table, quick=args.quick, quiet=args.quiet))
 
 
+def _floor_outputs(cfg: dict, out: Path) -> list[Path]:
+    stem = out.with_suffix("")
+    paths = [out] + [out.with_name(f"{out.stem}_{t}.nc") for t in cfg["compare_targets"]]
+    paths += [stem.with_name(stem.name + f"_{s}.png") for s in ("spectra", "fog", "sin2w", "mediators", "xsec")]
+    return paths
+
+
+def _floor_warnings(out: Path) -> list[str]:
+    """Scenarios whose discovery fits did not all converge (one stderr line each)."""
+    import numpy as np
+    try:
+        ds = io.read_netcdf(out)
+    except Exception:  # pragma: no cover - the file was just written
+        return []
+    if "converged" not in ds:
+        return []
+    lines = []
+    for s in ds["scenario"].values:
+        c = np.asarray(ds["converged"].sel(scenario=s).values, bool)
+        bad = c.size - int(c.sum())
+        if bad:
+            lines.append(f"scenario {str(s)!r}: {bad} of {c.size} discovery fits ({100 * bad / c.size:.0f}%) did not "
+                         "converge; its floor and limits there are unreliable (a smaller floor.scenarios."
+                         f"{s}.g_X, or a finer signal.wimp grid, usually helps)")
+    return lines
+
+
 def cmd_floor(args) -> int:
     spec.require(args.analysis, "floor")
-    from nuinfer.tasks.floor import run_floor
-    return _print(run_floor(args.analysis, _out_path(args, "outputs/floor.nc"), quick=args.quick,
-                            quiet=args.quiet, plot=not args.no_plot))
+    from nuinfer.tasks.floor import load_floor_config, run_floor
+    cfg = load_floor_config(args.analysis, quick=args.quick)
+    with spec.translated("floor"):
+        require_memory(estimate_floor(cfg))
+    out = _out_path(args, "outputs/floor.nc")
+    with _group(_floor_outputs(cfg, out)):
+        res = run_floor(args.analysis, out, quick=args.quick, quiet=args.quiet, plot=not args.no_plot)
+    warn = _floor_warnings(out)
+    if warn:
+        res["warnings"] = warn
+        for w in warn:
+            _warn(w)
+    return _print(res)

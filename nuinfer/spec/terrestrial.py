@@ -256,6 +256,7 @@ def validate(raw: dict) -> dict:
             raise InvalidConfig("SM is always computed; list sin2w or a new-physics model", key=f"tasks[{i}]")
         out.append(m)
     cfg["tasks"] = out
+    _bounds(cfg)
     for vname, over in cfg["variants"].items():
         if not isinstance(over, dict):
             raise InvalidConfig("a variant is a table of dotted overrides, e.g. \"detector.quenching\" = \"lindhard\"",
@@ -271,12 +272,84 @@ def validate(raw: dict) -> dict:
     rep = cfg["report"]
     if "full_range" in rep:
         fr = rep["full_range"]
-        if len(fr) != 2 or not (0 < fr[0] < fr[1]):
+        if (len(fr) != 2 or not all(isinstance(x, NUM) and not isinstance(x, bool) for x in fr)
+                or not all(math.isfinite(x) for x in fr) or not (0 < fr[0] < fr[1])):
             raise UnphysicalInput("full_range = [lo, hi] with 0 < lo < hi", key="report.full_range")
     post = cfg["posterior"]
     if post["task"] not in _tasks() and post["task"] != "ngi":
         raise InvalidConfig(f"unknown task {post['task']!r}", key="posterior.task")
     return cfg
+
+
+def _bounds(cfg: dict) -> None:
+    """Magnitudes, sizes, seeds and repeats (no overflow, no unbounded allocation, no numpy seed error)."""
+    from nuinfer.spec.limits import MAX, check_count, check_number, check_seed, unique
+    ref = cfg["sin2w_reference"]
+    check_number(ref, "sin2w_reference")
+    if not 0 < ref < 1:
+        raise UnphysicalInput(f"sin^2 theta_W must be in (0, 1), got {ref}", key="sin2w_reference")
+    src = cfg["source"]
+    for k, hi in (("pot", 1e30), ("nu_per_proton", 100.0), ("distance_m", 1e7), ("power_GW", 1e3),
+                  ("E_max_MeV", 1e3)):
+        if k in src:
+            check_number(src[k], f"source.{k}", lo=0, hi=hi, lo_open=True)
+    for iso, f in (src.get("fission_fractions") or {}).items():
+        check_number(f, f"source.fission_fractions.{iso}", lo=0, hi=1)
+    det = cfg["detector"]
+    for k, hi in (("mass_kg", 1e9), ("live_days", 1e6), ("value", 1.0), ("k", 10.0), ("xi_keV", 1e6),
+                  ("light_yield_PE_per_keVee", 1e6), ("noise_keV", 1e3), ("fano", 100.0)):
+        if k in det:
+            check_number(det[k], f"detector.{k}", lo=0, hi=hi, lo_open=k not in ("noise_keV", "fano"))
+    check_count(det["n_nodes"], "detector.n_nodes", 2, MAX["nodes"])
+    if isinstance(det["resolution"], list):
+        check_number(det["resolution"][0], "detector.resolution[0]", lo=0, hi=100)
+        check_number(det["resolution"][1], "detector.resolution[1]", lo=0, hi=10)
+    b = cfg["binning"]
+    if "edges" in b:
+        if len(b["edges"]) - 1 > MAX["bins"]:
+            raise UnphysicalInput(f"at most {MAX['bins']:,} bins, got {len(b['edges']) - 1:,}", key="binning.edges")
+        for i, e in enumerate(b["edges"]):
+            check_number(e, f"binning.edges[{i}]", lo=0, hi=1e7)
+    else:
+        check_count(b["n"], "binning.n", 1, MAX["bins"])
+        check_number(b["lo"], "binning.lo", lo=0, hi=1e7, lo_open=True)
+        check_number(b["hi"], "binning.hi", lo=0, hi=1e7, lo_open=True)
+    d = cfg["data"]
+    if not isinstance(d["background"], str):
+        check_number(d["background"], "data.background", lo=0, hi=1e15, what="events per bin")
+    if "background_per_keV_kg_day" in d:
+        check_number(d["background_per_keV_kg_day"], "data.background_per_keV_kg_day", lo=0, hi=1e12)
+    nu = cfg["nuisances"]
+    for k in ("flux", "efficiency", "quenching", "background"):
+        check_number(nu[k], f"nuisances.{k}", lo=0, hi=1e3, allow_inf=k != "quenching", what="(relative width)")
+    check_count(nu["qf_nodes"], "nuisances.qf_nodes", 4, MAX["qf_nodes"])
+    bounds = {"sin2_theta_W": (0.0, 1.0), "m_X_MeV": (1e-9, 1e9), "g_X": (1e-30, 10.0), "m4_MeV": (1e-9, 1e9),
+              "mu_nu": (1e-20, 1e-3)}
+    for name, r in cfg["scan"].items():
+        lo, hi = bounds[name]
+        check_count(r["n"], f"scan.{name}.n", 2, MAX["grid"])
+        for e in ("lo", "hi"):
+            check_number(r[e], f"scan.{name}.{e}", lo=lo, hi=hi)
+    unique(cfg["tasks"], "tasks", "tasks")
+    rep = cfg["report"]
+    if "published_sm_total" in rep:
+        check_number(rep["published_sm_total"], "report.published_sm_total", lo=0, hi=1e15, lo_open=True,
+                     what="events")
+    if "published_sm_total_error" in rep:
+        check_number(rep["published_sm_total_error"], "report.published_sm_total_error", lo=0, hi=1e15)
+        if "published_sm_total" not in rep:
+            raise InvalidConfig("an error without a value; set report.published_sm_total too",
+                                key="report.published_sm_total_error")
+    if "full_range" in rep:
+        for i, x in enumerate(rep["full_range"]):
+            check_number(x, f"report.full_range[{i}]", lo=0, hi=1e7)
+    p = cfg["posterior"]
+    check_count(p["walkers"], "posterior.walkers", 1, MAX["walkers"])
+    check_count(p["steps"], "posterior.steps", 1, MAX["steps"])
+    check_seed(p["seed"], "posterior.seed")
+    check_count(p["thin"], "posterior.thin", 1, p["steps"])
+    if p.get("burn") is not None:
+        check_count(p["burn"], "posterior.burn", 0, p["steps"] - 1)
 
 
 def _per_bin_table(path: Path, edges: np.ndarray, key: str) -> np.ndarray:
@@ -285,6 +358,9 @@ def _per_bin_table(path: Path, edges: np.ndarray, key: str) -> np.ndarray:
         text = path.read_text()
     except OSError as exc:
         raise DataFileError(f"cannot read {path}: {exc.strerror or exc}", key=key) from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+                            key=key) from None
     rows = []
     for ln, line in enumerate(text.splitlines(), start=1):
         s = line.split("#", 1)[0].strip()
@@ -440,8 +516,8 @@ class TerrestrialAnalysis:
             return None
         from nuinfer.spec.xenon import load_table
         E, eff = load_table(self.resolve(d["efficiency"]), "detector.efficiency").T
-        if np.any(eff > 1):
-            raise DataFileError("efficiency values must be <= 1 (fractions, not percent)", key="detector.efficiency")
+        from nuinfer.spec.xenon import _check_efficiency
+        _check_efficiency(eff, self.resolve(d["efficiency"]))
         ly = self.light_yield if self.cfg["binning"]["units"] == "PE" else None
         return _Efficiency(E, eff, ly)
 
@@ -552,5 +628,40 @@ def load(path_or_dict, overrides: dict | None = None, *, data_dir: str | None = 
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
     with translated(fam):
-        return TerrestrialAnalysis(validate(copy.deepcopy(raw)), path, raw, None if data_dir is None else str(data_dir),
-                                   fam)
+        ana = TerrestrialAnalysis(validate(copy.deepcopy(raw)), path, raw, None if data_dir is None else str(data_dir),
+                                  fam)
+        _check_reference(ana)
+        return ana
+
+
+def _check_reference(ana: TerrestrialAnalysis) -> None:
+    """``report.reference_spectrum`` must exist and hold finite numbers (read at the end of a fit)."""
+    rep = ana.cfg["report"]
+    if "reference_spectrum" not in rep:
+        return
+    p = ana.resolve(rep["reference_spectrum"])
+    key = "report.reference_spectrum"
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise DataFileError(f"file {str(p)!r} not found; give the path relative to the data folder "
+                            "(data.dir or --data-dir) or remove the key", key=key) from None
+    except OSError as exc:
+        raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+                            key=key) from None
+    n = 0
+    for ln, line in enumerate(text.splitlines(), start=1):
+        st = line.split("#", 1)[0].strip()
+        if not st:
+            continue
+        try:
+            vals = [float(x) for x in st.replace(",", " ").split()]
+        except ValueError:
+            raise DataFileError(f"{p}:{ln}: non-numeric value in {st!r}", key=key) from None
+        if not all(math.isfinite(v) for v in vals):
+            raise DataFileError(f"{p}:{ln}: NaN or inf value", key=key)
+        n += 1
+    if not n:
+        raise DataFileError(f"{p}: no data rows", key=key)

@@ -207,7 +207,10 @@ def _range(d: dict, path: str):
     if r.get("scale", "log") == "log" or path.startswith("scan"):
         if not (np.isfinite(r["lo"]) and r["lo"] > 0):
             raise UnphysicalInput(f"must be finite and > 0, got {r['lo']}", key=f"{path}.lo")
-    if not np.isfinite(r["hi"]) or r["lo"] >= r["hi"]:
+    for k in ("lo", "hi"):
+        if not np.isfinite(r[k]):
+            raise UnphysicalInput(f"must be a finite number, got {r[k]}", key=f"{path}.{k}")
+    if r["lo"] >= r["hi"]:
         raise UnphysicalInput(f"lo ({r['lo']}) must be below hi ({r['hi']}); swap them or widen the range",
                               key=f"{path}.lo")
     if r["n"] < 1 if path == "binning" else r["n"] < 2:
@@ -278,6 +281,8 @@ def validate(raw: dict) -> dict:
         if not srcs:
             raise InvalidConfig("empty list of sources; remove the key to use the default set", key="sources")
         for i, s in enumerate(srcs):
+            if not isinstance(s, str):
+                raise InvalidConfig(f"source names are strings, got {s!r}", key=f"sources[{i}]")
             if s not in SOURCE_NAMES and s not in cfg["flux"]["tables"]:
                 raise InvalidConfig(f"unknown source {s!r}; choose from {', '.join(SOURCE_NAMES)} "
                                     "or declare it under [flux.tables]", key=f"sources[{i}]")
@@ -298,7 +303,74 @@ def validate(raw: dict) -> dict:
                                 key="detector.resolution")
     elif res not in ("none", "xenon"):
         raise InvalidConfig(f"{res!r}: use \"none\", \"xenon\" or [a, b]", key="detector.resolution")
+    _bounds(cfg)
     return cfg
+
+
+def _bounds(cfg: dict) -> None:
+    """Magnitudes, sizes, seeds and repeats (no overflow, no unbounded allocation, no numpy seed error)."""
+    from nuinfer.spec.limits import MAX, check_count, check_number, check_seed, unique
+    check_number(cfg["exposure_tonne_year"], "exposure_tonne_year", lo=0, hi=1e9, lo_open=True, what="t yr")
+    check_number(cfg["detector"]["k"], "detector.k", lo=0, hi=10, lo_open=True)
+    for k, hi in (("value", 1.0), ("xi_keV", 1e6)):
+        if k in cfg["detector"]:
+            check_number(cfg["detector"][k], f"detector.{k}", lo=0, hi=hi, lo_open=True)
+    res = cfg["detector"]["resolution"]
+    if isinstance(res, list):
+        check_number(res[0], "detector.resolution[0]", lo=0, hi=100, what="(sigma = a sqrt(E/keV) keV)")
+        check_number(res[1], "detector.resolution[1]", lo=0, hi=10, what="(sigma = b E)")
+    st = cfg["statistics"]
+    check_number(st["sigma_sys"], "statistics.sigma_sys", lo=0, hi=1e3, allow_inf=True, what="(relative width)")
+    check_number(st["sigma_bg"], "statistics.sigma_bg", lo=0, hi=1e3, what="(background / SM rate)")
+    check_number(st["min_expected"], "statistics.min_expected", lo=0, hi=1e6)
+    b = cfg["binning"]
+    check_count(b["n"], "binning.n", 1, MAX["bins"])
+    check_number(b["hi"], "binning.hi", lo=0, hi=1e6, lo_open=True, what="keVee")
+    check_number(b["lo"], "binning.lo", lo=0, hi=1e6, what="keVee")
+    for ax, (lo, hi, unit) in {"m_X_MeV": (1e-9, 1e9, "MeV"), "g_X": (1e-30, 10.0, "")}.items():
+        r = cfg["scan"][ax]
+        check_count(r["n"], f"scan.{ax}.n", 2, MAX["grid"])
+        check_number(r["lo"], f"scan.{ax}.lo", lo=lo, hi=hi, what=unit)
+        check_number(r["hi"], f"scan.{ax}.hi", lo=lo, hi=hi, what=unit)
+    sp = cfg["spectrum"]
+    check_number(sp["g_X"], "spectrum.g_X", lo=0, hi=10.0)
+    check_number(sp["m_X_MeV"], "spectrum.m_X_MeV", lo=1e-9, hi=1e9, what="MeV")
+    if "models" in sp:
+        from nuinfer.physics.mediators import canonical_model
+        if not sp["models"]:
+            raise InvalidConfig("empty list; remove the key to use every model of signal.models", key="spectrum.models")
+        for i, m in enumerate(sp["models"]):
+            if not isinstance(m, str):
+                raise InvalidConfig(f"model names are strings, got {m!r}", key=f"spectrum.models[{i}]")
+            try:
+                sp["models"][i] = canonical_model(m)
+            except InvalidConfig as exc:
+                raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"spectrum.models[{i}]") from None
+        unique(sp["models"], "spectrum.models", "models")
+    unique(cfg["models"], "models", "models")
+    if cfg.get("sources"):
+        unique(cfg["sources"], "sources", "sources")
+    for s, v in cfg["flux"]["override"].items():
+        check_number(v, f"flux.override.{s}", lo=0, hi=1e20, what="cm^-2 s^-1")
+    for s, t in cfg["flux"]["tables"].items():
+        if "flux" in t:
+            check_number(t["flux"], f"flux.tables.{s}.flux", lo=0, hi=1e20, lo_open=True, what="cm^-2 s^-1")
+    num = cfg["numerics"]
+    check_count(num["n_nodes"], "numerics.n_nodes", 2, MAX["nodes"])
+    check_count(num["n_flux_grid"], "numerics.n_flux_grid", 10, MAX["flux_grid"])
+    post = cfg["posterior"]
+    check_count(post["walkers"], "posterior.walkers", 1, MAX["walkers"])
+    check_count(post["steps"], "posterior.steps", 1, MAX["steps"])
+    check_seed(post["seed"], "posterior.seed")
+    check_count(post["mass_grid_n"], "posterior.mass_grid_n", 4, MAX["mass_grid"])
+    check_count(post["thin"], "posterior.thin", 1, post["steps"])
+    if post.get("burn") is not None:
+        check_count(post["burn"], "posterior.burn", 0, post["steps"] - 1)
+    for k, (lo, hi) in {"log10_m_X": (-9.0, 9.0), "log10_g_X": (-30.0, 1.0)}.items():
+        for e in ("lo", "hi"):
+            check_number(post[k][e], f"posterior.{k}.{e}", lo=lo, hi=hi)
+    if post["a"]["sigma"] is not None:
+        check_number(post["a"]["sigma"], "posterior.a.sigma", lo=0, hi=1e3, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -338,7 +410,13 @@ class Analysis:
         return path
 
     def forward_model(self):
-        """Build the :class:`~nuinfer.forward.ForwardModel` described by this analysis."""
+        """Build the :class:`~nuinfer.forward.ForwardModel` described by this analysis (errors about
+        user tables name the file's keys)."""
+        from nuinfer.spec import translated
+        with translated(self.family):
+            return self._forward_model()
+
+    def _forward_model(self):
         from nuinfer.physics.detector import XENON_ER_RESOLUTION, Binning, Detector, Quenching
         from nuinfer.forward import ForwardModel
         from nuinfer.physics import sources as src
@@ -361,6 +439,7 @@ class Analysis:
             eff = xenonnt_er_efficiency
         else:
             eff = tuple(load_table(self._resolve(eff), "detector.efficiency").T)
+            _check_efficiency(eff[1], self._resolve(d["efficiency"]))
         res = d["resolution"]
         res = None if res == "none" else XENON_ER_RESOLUTION if res == "xenon" else tuple(map(float, res))
         detector = Detector(quench, eff, res)
@@ -396,6 +475,16 @@ class Analysis:
             return Analysis(validate(copy.deepcopy(raw)), self.path, raw, self.family)
 
 
+def _check_efficiency(eff, path, key: str = "detector.efficiency") -> None:
+    """An efficiency table must hold fractions in [0, 1], not all zero."""
+    eff = np.asarray(eff, float)
+    if np.any(eff > 1):
+        raise DataFileError(f"{path}: efficiency values must be <= 1 (fractions, not percent)", key=key)
+    if not np.any(eff > 0):
+        raise DataFileError(f"{path}: every efficiency value is 0, so no event would be detected; "
+                            "give the detection efficiency (fractions in [0, 1]) per energy", key=key)
+
+
 def set_dotted(d: dict, key: str, val) -> None:
     parts = key.split(".")
     cur = d
@@ -417,6 +506,9 @@ def load_table(path, key: str, ncol: int = 2) -> np.ndarray:
         text = p.read_text()
     except OSError as exc:
         raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+                            key=key) from None
     rows, lines = [], []
     for ln, line in enumerate(text.splitlines(), start=1):
         s = line.split("#", 1)[0].strip()
@@ -465,6 +557,9 @@ def load_counts(path, nbins: int, key: str = "statistics.data") -> np.ndarray:
             text = p.read_text()
         except OSError as exc:
             raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
+        except UnicodeDecodeError as exc:
+            raise DataFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+                                key=key) from None
         vals = []
         for ln, line in enumerate(text.splitlines(), start=1):
             s = line.split("#", 1)[0].strip()

@@ -37,6 +37,7 @@ import xarray as xr
 
 from nuinfer import __version__
 from nuinfer.spec.xenon import NUM, _check
+from nuinfer.spec.limits import MAX, check_count, check_number, check_seed, unique
 from nuinfer.exceptions import InvalidConfig, UnphysicalInput
 from nuinfer.io import provenance_attrs, write_netcdf
 
@@ -194,15 +195,8 @@ def _validate_floor(raw: dict, path, quick: bool) -> dict:
     for name, sc in raw.get("scenarios", {}).items():
         _check(sc, _SCENARIO, f"scenarios.{name}")
     cfg = _merge(DEFAULTS, raw)
-    if quick:
-        q = cfg["quick"]
-        cfg["wimp"]["m_GeV"]["n"] = min(cfg["wimp"]["m_GeV"]["n"], q["m_n"])
-        cfg["exposure"]["tonne_year"]["n"] = min(cfg["exposure"]["tonne_year"]["n"], q["exposure_n"])
-        cfg["wimp"]["sigma_cm2"]["n"] = min(cfg["wimp"]["sigma_cm2"]["n"], q["sigma_n"])
-        cfg["binning"]["n"] = min(cfg["binning"]["n"], q["bins"])
-        cfg["auto_limit"]["g_points"] = min(cfg["auto_limit"]["g_points"], q["g_points"])
-        cfg["toys"]["n"] = min(cfg["toys"]["n"], q["toys"])
-    # ---- values
+    # ---- values (the file's own values first: a [quick] value is applied only once both are valid,
+    # so a message never names a key the user did not set)
     from nuinfer.physics.targets import get_target
     get_target(cfg["target"])
     for k, v in cfg["halo"].items():
@@ -232,7 +226,7 @@ def _validate_floor(raw: dict, path, quick: bool) -> dict:
     if not srcs:
         raise InvalidConfig("empty list of sources; remove the key to use all of them", key="background.sources")
     for i, s in enumerate(srcs):
-        if s not in SOURCE_NAMES:
+        if not isinstance(s, str) or s not in SOURCE_NAMES:
             raise InvalidConfig(f"unknown source {s!r}; choose from {', '.join(SOURCE_NAMES)}",
                                 key=f"background.sources[{i}]")
     bgc["sources"] = list(srcs)
@@ -246,7 +240,7 @@ def _validate_floor(raw: dict, path, quick: bool) -> dict:
         if not isinstance(members, list) or not members:
             raise InvalidConfig("a group is a non-empty list of source names", key=f"background.groups.{g}")
         for j, s in enumerate(members):
-            if s not in SOURCE_NAMES:
+            if not isinstance(s, str) or s not in SOURCE_NAMES:
                 raise InvalidConfig(f"unknown source {s!r}", key=f"background.groups.{g}[{j}]")
             if s in grouped:
                 raise InvalidConfig(f"source {s!r} is already in group {grouped[s]!r}",
@@ -328,12 +322,17 @@ def _validate_floor(raw: dict, path, quick: bool) -> dict:
         raise UnphysicalInput(f"must be >= 0 (0 skips the toy check), got {t['n']}", key="toys.n")
     _positive(t["m_GeV"], "toys.m_GeV")
     _positive(t["exposure_tonne_year"], "toys.exposure_tonne_year")
-    for k, v in cfg["quick"].items():
-        if v < 1:
-            raise UnphysicalInput(f"must be >= 1, got {v}", key=f"quick.{k}")
-    for k, v in cfg["numerics"].items():
-        if v < 2:
-            raise UnphysicalInput(f"must be >= 2, got {v}", key=f"numerics.{k}")
+    _bounds(cfg)
+    q = cfg["quick"]
+    for k, lo in (("m_n", 2), ("exposure_n", 3), ("sigma_n", 2), ("bins", 1), ("g_points", 10), ("toys", 0)):
+        check_count(q[k], f"quick.{k}", lo, MAX["toys"] if k == "toys" else MAX["grid"])
+    if quick:
+        cfg["wimp"]["m_GeV"]["n"] = min(cfg["wimp"]["m_GeV"]["n"], q["m_n"])
+        cfg["exposure"]["tonne_year"]["n"] = min(cfg["exposure"]["tonne_year"]["n"], q["exposure_n"])
+        cfg["wimp"]["sigma_cm2"]["n"] = min(cfg["wimp"]["sigma_cm2"]["n"], q["sigma_n"])
+        cfg["binning"]["n"] = min(cfg["binning"]["n"], q["bins"])
+        cfg["auto_limit"]["g_points"] = min(cfg["auto_limit"]["g_points"], q["g_points"])
+        cfg["toys"]["n"] = min(cfg["toys"]["n"], q["toys"])
     for i, tname in enumerate(cfg["compare_targets"]):
         if not isinstance(tname, str):
             raise InvalidConfig(f"a target name, got {tname!r}", key=f"compare_targets[{i}]")
@@ -344,6 +343,58 @@ def _validate_floor(raw: dict, path, quick: bool) -> dict:
     cfg["_path"] = path
     cfg["_quick"] = bool(quick)
     return cfg
+
+
+def _bounds(cfg: dict) -> None:
+    """Magnitudes, sizes, seeds and repeats (no overflow, no unbounded allocation, no numpy seed error)."""
+    for k, hi in (("rho_GeV_cm3", 1e6), ("v0_km_s", 3e5), ("v_esc_km_s", 3e5), ("v_E_km_s", 3e5)):
+        check_number(cfg["halo"][k], f"halo.{k}", lo=0, hi=hi)
+    for key, r, (lo, hi) in (("wimp.m_GeV", cfg["wimp"]["m_GeV"], (1e-6, 1e9)),
+                             ("wimp.sigma_cm2", cfg["wimp"]["sigma_cm2"], (1e-80, 1e-20)),
+                             ("exposure.tonne_year", cfg["exposure"]["tonne_year"], (1e-12, 1e15))):
+        check_count(r["n"], f"{key}.n", 2, MAX["grid"])
+        for e in ("lo", "hi"):
+            check_number(r[e], f"{key}.{e}", lo=lo, hi=hi)
+    b = cfg["binning"]
+    check_count(b["n"], "binning.n", 1, MAX["bins"])
+    check_number(b["hi"], "binning.hi", lo=0, hi=1e6, lo_open=True)
+    for i, bm in enumerate(cfg["wimp"]["benchmarks"]):
+        check_number(bm["m_GeV"], f"wimp.benchmarks[{i}].m_GeV", lo=0, hi=1e9, lo_open=True)
+        check_number(bm["sigma_cm2"], f"wimp.benchmarks[{i}].sigma_cm2", lo=0, hi=1e-20, lo_open=True)
+    for i, e in enumerate(cfg["exposure"]["panels"]):
+        check_number(e, f"exposure.panels[{i}]", lo=0, hi=1e15, lo_open=True)
+    unique(cfg["exposure"]["panels"], "exposure.panels", "exposures")
+    bgc = cfg["background"]
+    unique(bgc["sources"], "background.sources", "sources")
+    for s, v in bgc["override"].items():
+        check_number(v, f"background.override.{s}", lo=0, hi=1e20, what="cm^-2 s^-1")
+    for k, v in cfg["uncertainties"].items():
+        check_number(v, f"uncertainties.{k}", lo=0, hi=100.0, what="(relative width)")
+    check_number(cfg["detector"]["k"], "detector.k", lo=0, hi=10, lo_open=True)
+    d = cfg["discovery"]
+    check_number(d["z"], "discovery.z", lo=0, hi=100, lo_open=True)
+    check_number(d["fog_level"], "discovery.fog_level", lo=0, hi=1e6, lo_open=True)
+    for name, sc in cfg["scenarios"].items():
+        key = f"scenarios.{name}"
+        if isinstance(sc.get("g_X"), NUM) and not isinstance(sc.get("g_X"), bool):
+            check_number(sc["g_X"], f"{key}.g_X", lo=0, hi=10.0)
+        if "m_X_MeV" in sc:
+            check_number(sc["m_X_MeV"], f"{key}.m_X_MeV", lo=0, hi=1e9, lo_open=True, what="MeV")
+        for k in ("xsec_rel_sigma", "xsec_outside"):
+            if k in sc:
+                check_number(sc[k], f"{key}.{k}", lo=0, hi=100.0)
+    al = cfg["auto_limit"]
+    check_count(al["g_points"], "auto_limit.g_points", 10, MAX["grid"])
+    check_number(al["g_hi"], "auto_limit.g_hi", lo=0, hi=10.0, lo_open=True)
+    t = cfg["toys"]
+    check_count(t["n"], "toys.n", 0, MAX["toys"])
+    check_seed(t["seed"], "toys.seed")
+    check_number(t["m_GeV"], "toys.m_GeV", lo=0, hi=1e9, lo_open=True)
+    check_number(t["exposure_tonne_year"], "toys.exposure_tonne_year", lo=0, hi=1e15, lo_open=True)
+    num = cfg["numerics"]
+    check_count(num["n_nodes"], "numerics.n_nodes", 2, MAX["nodes"])
+    check_count(num["n_flux_grid"], "numerics.n_flux_grid", 10, MAX["flux_grid"])
+    unique(cfg["compare_targets"], "compare_targets", "targets")
 
 
 def _components(sources, groups) -> list[str]:
