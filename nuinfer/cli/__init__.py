@@ -162,9 +162,9 @@ def _run(args) -> int:
     from nuinfer import io
     with io.interruptible(sigint=True), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        import numpy as np
-        with np.errstate(all="warn"):
-            status = args.func(args)
+        for cat in (DeprecationWarning, PendingDeprecationWarning, ImportWarning):  # hidden by default
+            warnings.filterwarnings("ignore", category=cat)
+        status = args.func(args)
     seen = set()
     for w in caught:
         line = f"{w.category.__name__}: {w.message}"
