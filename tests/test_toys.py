@@ -345,3 +345,19 @@ def test_run_calibrated_contour_rejects_bad_input(tmp_path, kw, key):
     with pytest.raises(InvalidConfig, match=key):
         run_calibrated_contour("models/fig2_eves.toml", tmp_path / "x.nc", quiet=True, **kw)
     assert not (tmp_path / "x.nc").exists()
+
+
+def test_run_calibrated_contour_joint_mode(tmp_path):
+    import xarray as xr
+
+    from nuinfer.tasks.calibrated import run_calibrated_contour
+
+    ov = {"scan.m_X_MeV.n": 5, "scan.m_X_MeV.lo": 0.01, "scan.m_X_MeV.hi": 10.0,
+          "scan.g_X.n": 30, "binning.n": 20}
+    s = run_calibrated_contour("models/fig2_eves.toml", tmp_path / "j.nc", model="S", n_toys=50,
+                               mode="joint", nuisances="fixed", seed=5, overrides=ov, quiet=True)
+    assert s["mode"] == "joint" and s["nuisances"] == "fixed"
+    with xr.open_dataset(tmp_path / "j.nc") as ds:
+        assert ds.attrs["ndof"] == 2 and ds.attrs["asymptotic_scan_mode"] == "joint_2d"
+        assert ds.attrs["calibration"] == "toys" and ds.attrs["nuisances"] == "fixed"
+        assert np.isfinite(ds["g90_calibrated"].values).sum() >= 3
