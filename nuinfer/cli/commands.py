@@ -35,11 +35,12 @@ def _out_path(args, default: str) -> Path:
 
 
 def _outdir(path, given: bool, key: str = "--outdir") -> Path:
-    """An output folder: must be a directory (created if it is the default)."""
+    """An output folder: must be a directory (created if it is the default, or if its parent exists)."""
     d = Path(path)
     if d.exists() and not d.is_dir():
         raise ConfigError(f"{str(d)!r} is not a directory; give a folder", key=key)
-    io.check_writable(d / "report.md", key=key, create_parent=not given or d.exists())
+    parent = d.parent if str(d.parent) else Path(".")
+    io.check_writable(d / "report.md", key=key, create_parent=not given or d.exists() or parent.is_dir())
     return d
 
 
@@ -85,6 +86,7 @@ def _xenon_memory(ana, command: str) -> None:
 
 def _terrestrial(path, data_dir, command: str, preset: bool = False):
     from nuinfer.spec import terrestrial as tcfg
+    from nuinfer.spec.terrestrial import _check_reference as check_reference
     ana = tcfg.load(path, data_dir=data_dir)
     with spec.translated(ana.family):
         require_memory(estimate_terrestrial(ana.cfg, command))
@@ -93,6 +95,7 @@ def _terrestrial(path, data_dir, command: str, preset: bool = False):
             va.quenching()    # user tables read and checked now, not after the fit
             va.efficiency()
             va.background()
+            check_reference(va)  # read only at the end of a fit: checked now
     return ana
 
 

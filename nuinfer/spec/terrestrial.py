@@ -628,10 +628,8 @@ def load(path_or_dict, overrides: dict | None = None, *, data_dir: str | None = 
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
     with translated(fam):
-        ana = TerrestrialAnalysis(validate(copy.deepcopy(raw)), path, raw, None if data_dir is None else str(data_dir),
-                                  fam)
-        _check_reference(ana)
-        return ana
+        return TerrestrialAnalysis(validate(copy.deepcopy(raw)), path, raw, None if data_dir is None else str(data_dir),
+                                   fam)
 
 
 def _check_reference(ana: TerrestrialAnalysis) -> None:
