@@ -235,7 +235,7 @@ def cmd_contour(args) -> int:
     fam = spec.require(args.analysis, "contour")
     if fam == "xenonnt":
         from nuinfer.tasks import xenonnt
-        cfg = spec.load_xenonnt(args.analysis)
+        spec.load_xenonnt(args.analysis)  # validate the file before any work
         models = None
         if args.model:
             from nuinfer.physics.mediators import canonical_model
@@ -244,7 +244,6 @@ def cmd_contour(args) -> int:
             except InvalidConfig as exc:
                 raise ConfigError(str(exc).split(": ", 1)[-1], key="--model") from None
         out = _out_path(args, "outputs/scan.nc")
-        del cfg
         with _group(_with(out, ".png")):
             res = xenonnt.run_contour(args.analysis, out, models=models, plot=not args.no_plot, quiet=args.quiet)
         return _print(res)

@@ -3,63 +3,20 @@ families, and the tasks each family supports.
 
 Four families share the schema: ``xenon`` (astrophysical neutrinos in a xenon detector, the
 paper's analyses), ``xenonnt`` (real XENONnT data releases), ``terrestrial`` (reactor and pi-DAR
-data fits) and ``floor`` (WIMP discovery limits and the neutrino floor).  Every command reads a file through :func:`require`, so a command
-refuses a file it cannot run with one line saying which commands the file supports.
+data fits) and ``floor`` (WIMP discovery limits and the neutrino floor).  Every command reads a file
+through :func:`require`, so a command refuses a file it cannot run with one line saying which
+commands the file supports.  Reading: :mod:`.files`; the schema and its lowering: :mod:`.schema`;
+validation per family: :mod:`.xenon`, :mod:`.terrestrial`, :mod:`.xenonnt` (the floor's in
+:mod:`nuinfer.tasks.floor`); shared bounds and the memory estimate: :mod:`.limits`.
 """
 
 from __future__ import annotations
 
-from nuinfer.exceptions import InvalidConfig
-from nuinfer.spec.schema import family_of, internal_key, is_unified, lower, public_key, translated
+from nuinfer.spec.files import read, read_analysis, read_toml, require
+from nuinfer.spec.schema import FAMILIES, TASKS, family_of, internal_key, is_unified, lower, public_key, translated
 
 __all__ = ["FAMILIES", "TASKS", "family_of", "internal_key", "lower", "public_key", "read", "read_analysis",
-           "require", "translated"]
-
-#: tasks (commands) each family supports
-TASKS = {
-    "xenon": ("inspect", "spectrum", "contour", "sample", "compare"),
-    "terrestrial": ("inspect", "spectrum", "contour", "profile", "sample", "fit"),
-    "floor": ("inspect", "floor"),
-    "xenonnt": ("inspect", "contour", "profile", "sample"),
-}
-FAMILIES = tuple(TASKS)
-
-
-def read(path) -> tuple[str, dict]:
-    """``(family, internal mapping)`` of an analysis file (clear errors for missing or malformed files)."""
-    from nuinfer.spec.xenon import read_toml
-
-    raw, _ = read_toml(path)
-    return lower(raw)
-
-
-def read_analysis(path_or_dict, expect: str):
-    """``(internal mapping, path, family or None)`` for a loader of family ``expect``.
-
-    Files always follow the analysis-file schema.  A mapping may also be given in the internal,
-    already-lowered form (family ``None``: programmatic use, no key translation needed).
-    """
-    from nuinfer.spec.xenon import read_toml
-
-    raw, path = read_toml(path_or_dict)
-    if isinstance(path_or_dict, dict) and not is_unified(raw):
-        return raw, path, None
-    fam, low = lower(raw)
-    if fam != expect:
-        raise InvalidConfig(f"{path or 'this analysis'} is a {fam} analysis; it supports "
-                            f"{', '.join(TASKS[fam])}", key="command")
-    low.pop("_tasks", None)
-    return low, path, fam
-
-
-def require(path, task: str) -> str:
-    """The family of ``path``; a one-line error if it does not support ``task``."""
-    fam, low = read(path)
-    allowed = low.get("_tasks") or TASKS[fam]
-    if task not in allowed:
-        raise InvalidConfig(f"{path} is a {fam} analysis: it supports {', '.join(allowed)}, not {task!r}",
-                            key="command")
-    return fam
+           "require", "translated", "read_toml", "is_unified", "load_xenonnt"]
 
 
 def load_xenonnt(path_or_dict) -> dict:

@@ -29,8 +29,17 @@ import copy
 
 from nuinfer.exceptions import ConfigError, InvalidConfig, UnknownKey
 
-__all__ = ["FAMILY_MAPS", "TOP_LEVEL", "family_of", "internal_key", "is_unified", "lower", "public_key",
+__all__ = ["FAMILIES", "FAMILY_MAPS", "TASKS", "TOP_LEVEL", "family_of", "internal_key", "is_unified", "lower", "public_key",
            "translated"]
+
+#: tasks (commands) each family supports
+TASKS = {
+    "xenon": ("inspect", "spectrum", "contour", "sample", "compare"),
+    "terrestrial": ("inspect", "spectrum", "contour", "profile", "sample", "fit"),
+    "floor": ("inspect", "floor"),
+    "xenonnt": ("inspect", "contour", "profile", "sample"),
+}
+FAMILIES = tuple(TASKS)
 
 #: every top-level key of an analysis file
 TOP_LEVEL = ("name", "description", "tasks", "experiment", "signal", "backgrounds", "data", "nuisances",
@@ -212,7 +221,6 @@ def lower(raw: dict) -> tuple[str, dict]:
             if isinstance(over, dict):
                 out["variants"][vname] = {internal_key(fam, k): v for k, v in over.items()}
     if tasks is not None:
-        from nuinfer.spec import TASKS
         if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
             raise InvalidConfig("a list of command names", key="tasks")
         for j, t in enumerate(tasks):

@@ -433,7 +433,7 @@ class TerrestrialAnalysis:
         raw = copy.deepcopy(self.raw)
         for k, v in overrides.items():
             set_dotted(raw, k, v)
-        from nuinfer.spec import translated
+        from nuinfer.spec.schema import translated
         with translated(self.family):
             return TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir, self.family)
 
@@ -448,7 +448,7 @@ class TerrestrialAnalysis:
             for k, v in over.items():
                 set_dotted(raw, k, v)
             raw["name"] = f"{self.name}:{vname}"
-            from nuinfer.spec import translated
+            from nuinfer.spec.schema import translated
             with translated(self.family):
                 out[vname] = TerrestrialAnalysis(validate(copy.deepcopy(raw)), self.path, raw, self.data_dir,
                                                  self.family)
@@ -546,12 +546,12 @@ class TerrestrialAnalysis:
 
     # ------------------------------------------------------------------ data
     def nuisances(self):
-        from nuinfer.tasks.datafit import Nuisances
+        from nuinfer.likelihood.data import Nuisances
         n = self.cfg["nuisances"]
         return Nuisances(n["flux"], n["efficiency"], n["quenching"], n["background"])
 
     def qf_nodes(self) -> np.ndarray:
-        from nuinfer.tasks.datafit import qf_nodes
+        from nuinfer.likelihood.data import qf_nodes
         n = self.cfg["nuisances"]
         return qf_nodes(n["quenching"], n["qf_nodes"])
 
@@ -574,8 +574,8 @@ class TerrestrialAnalysis:
         return np.full(e.size - 1, float(bg))
 
     def binned_data(self, sm_signal) -> object:
-        """:class:`~nuinfer.tasks.datafit.BinnedData` (Asimov = SM signal + background)."""
-        from nuinfer.tasks.datafit import BinnedData
+        """:class:`~nuinfer.likelihood.data.BinnedData` (Asimov = SM signal + background)."""
+        from nuinfer.likelihood.data import BinnedData
         d = self.cfg["data"]
         e = self.edges()
         bg = self.background()
@@ -622,7 +622,8 @@ def load(path_or_dict, overrides: dict | None = None, *, data_dir: str | None = 
         if data_dir is not None:
             ana = TerrestrialAnalysis(ana.cfg, ana.path, ana.raw, str(data_dir), ana.family)
         return ana
-    from nuinfer.spec import read_analysis, translated
+    from nuinfer.spec.files import read_analysis
+    from nuinfer.spec.schema import translated
 
     raw, path, fam = read_analysis(path_or_dict, "terrestrial")
     for k, v in (overrides or {}).items():

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,10 +74,6 @@ import numpy as np
 
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 # ----------------------------------------------------------------------------- schema
@@ -412,7 +407,7 @@ class Analysis:
     def forward_model(self):
         """Build the :class:`~nuinfer.forward.ForwardModel` described by this analysis (errors about
         user tables name the file's keys)."""
-        from nuinfer.spec import translated
+        from nuinfer.spec.schema import translated
         with translated(self.family):
             return self._forward_model()
 
@@ -470,7 +465,7 @@ class Analysis:
         raw = copy.deepcopy(self.raw)
         for key, val in overrides.items():
             set_dotted(raw, key, val)
-        from nuinfer.spec import translated
+        from nuinfer.spec.schema import translated
         with translated(self.family):
             return Analysis(validate(copy.deepcopy(raw)), self.path, raw, self.family)
 
@@ -580,35 +575,14 @@ def load_counts(path, nbins: int, key: str = "statistics.data") -> np.ndarray:
     return arr
 
 
-def read_toml(path_or_dict, *, what: str = "analysis", hint: str = "see models/ for presets"):
-    """``(raw mapping, path or None)`` from a TOML file or a mapping (copied); clear errors for a
-    missing file or malformed TOML."""
-    if isinstance(path_or_dict, dict):
-        return copy.deepcopy(path_or_dict), None
-    path = str(path_or_dict)
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh), path
-    except FileNotFoundError:
-        raise InvalidConfig(f"{what} file {path!r} not found; {hint}", key="config") from None
-    except IsADirectoryError:
-        raise InvalidConfig(f"{path!r} is a directory; give the {what} file (.toml) inside it", key="config") from None
-    except OSError as exc:
-        raise InvalidConfig(f"cannot read {path!r}: {exc.strerror or exc}", key="config") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidConfig(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
-                            key="config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfig(f"{path}: malformed TOML: {exc}", key="config") from None
-
-
 def load(path_or_dict, overrides: dict | None = None) -> Analysis:
     """Load and validate a xenon analysis from a TOML path (or a mapping).
 
     ``overrides`` use internal key paths (``statistics.sigma_sys``); translate analysis-file keys
     with :func:`nuinfer.spec.internal_key`.
     """
-    from nuinfer.spec import read_analysis, translated
+    from nuinfer.spec.files import read_analysis
+    from nuinfer.spec.schema import translated
 
     raw, path, fam = read_analysis(path_or_dict, "xenon")
     for k, v in (overrides or {}).items():

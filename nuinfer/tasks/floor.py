@@ -180,7 +180,8 @@ def load_floor_config(path_or_dict, *, quick: bool = False) -> dict:
     InvalidConfig, UnknownKey, UnphysicalInput
         With the dotted key path of the offending entry.
     """
-    from nuinfer.spec import read_analysis, translated
+    from nuinfer.spec.files import read_analysis
+    from nuinfer.spec.schema import translated
 
     raw, path, fam = read_analysis(path_or_dict, "floor")
     with translated(fam):

@@ -457,7 +457,6 @@ def build_posterior(analysis, model: str | None = None, *, mass_grid_n: int = 24
     constraints as priors (truncated to their bounds), free normalisations uniform on [0, 3].
     Templates are tabulated every 1/40 decade in mass and interpolated linearly in log10 m."""
     from nuinfer.likelihood import bin_cost
-    from nuinfer.spec.xenonnt import grid
     from nuinfer.tasks.posterior import Parameter as Prior
     from nuinfer.tasks.posterior import Posterior
 
