@@ -23,7 +23,14 @@ def test_compare_labels_and_monotonic_effects(eves_v):
     ds, scans, rows = compare(eves_v, ["exposure=2,4", "sigma_sys=0"], model="V", quiet=True)
     assert list(ds["scenario"].values) == ["baseline", "exposure=2", "exposure=4", "sigma_sys=0"]
     assert ds["delta"].dims == ("scenario", "m_X", "g_X")
-    g = {r["scenario"]: np.array([v for k, v in r.items() if k.startswith("g90@")], float) for r in rows}
+    g = {r["scenario"]: np.array(list(r["g90_at_m_X_MeV"].values()), float) for r in rows}
+    assert all(g[k].size == 4 and np.all(np.isfinite(g[k])) for k in g)
+    # mass keys in numeric order, labels carry key, value and unit, ratio defined against the baseline
+    assert list(rows[0]["g90_at_m_X_MeV"]) == sorted(rows[0]["g90_at_m_X_MeV"], key=float)
+    assert rows[1]["label"] == "exposure = 2 t yr" and rows[1]["unit"] == "t yr"
+    assert all(v == pytest.approx(1.0) for v in rows[0]["g90_ratio_to_baseline_at_m_X_MeV"].values())
+    # the file holds g90 and the excluded intervals of every scenario
+    assert ds["g90"].dims == ("scenario", "m_X") and "interval_g_lo" in ds and "interval_scenario_index" in ds
     # doubling the exposure never weakens a limit; removing the normalisation uncertainty never weakens it
     assert np.all(g["exposure=2"] <= g["baseline"] * (1 + 1e-9))
     assert np.all(g["exposure=4"] <= g["exposure=2"] * (1 + 1e-9))
@@ -55,12 +62,13 @@ def test_every_required_scenario_kind_is_accepted(eves_v):
 def test_detector_scenario_weakens_light_mediator_limits(eves_v):
     ds, scans, rows = compare(eves_v, ["detector=xenonnt"], model="V", quiet=True)
     b, r = rows[0], rows[1]
-    assert r["g90@0.01MeV"] > b["g90@0.01MeV"]
+    assert r["g90_at_m_X_MeV"]["0.01"] > b["g90_at_m_X_MeV"]["0.01"]
 
 
 @pytest.mark.slow
 def test_reproduce_quick_end_to_end(tmp_path):
     out = tmp_path / "out"
+    out.mkdir()
     assert main(["reproduce", "--quick", "--outdir", str(out), "-q"]) == 0
     for stem in ("fig1", "fig2", "fig3", "fig4"):
         assert (out / f"{stem}.png").stat().st_size > 10_000
@@ -83,9 +91,16 @@ def test_reproduce_quick_end_to_end(tmp_path):
             assert "created_at" in ds.attrs and "config_json" in ds.attrs
             json.loads(ds.attrs["config_json"])
     report = (out / "report.md").read_text()
-    for stem in ("fig1.png", "fig2.png", "fig3.png", "fig4.png", "systematics_eves_V.png"):
+    for stem in ("fig1.png", "fig2.png", "fig3.png", "fig4.png", "systematics_eves_V.png", "current_cevns.png",
+                 "current_eves.png"):
         assert f"({stem})" in report
-    assert "| eves | V |" in report
+    assert "| V (universal vector) |" in report and "## Comparison with the paper's stated results" in report
+    assert "| FAIL |" not in report
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 10 and "not found</i>" not in html
+    for name in ("fig2_cevns.nc", "systematics_eves_V.nc", "current_xenonnt_8b.nc", "current_xenonnt_er.nc"):
+        with xr.open_dataset(out / name) as ds:
+            assert "g90" in ds and "interval_g_lo" in ds and "interval_g_hi" in ds, name
 
 
 def test_observed_counts_include_background(tmp_path, eves_v):

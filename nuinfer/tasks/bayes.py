@@ -162,7 +162,7 @@ def run_sample(analysis, out, **kwargs) -> dict:
 
     Errors about analysis-file keys name the keys as written in the file.
     """
-    from nuinfer.spec import translated
+    from nuinfer.spec.schema import translated
     ana = _analysis(analysis)
     with translated(ana.family):
         return _run_sample(ana, out, **kwargs)
@@ -734,8 +734,10 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
     # (m_X, g_X) marginal
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     H, xe, ye = np.histogram2d(samples[:, im], samples[:, ig], bins=50, range=[boxes[im], boxes[ig]])
-    ax.pcolormesh(10.0 ** xe, 10.0 ** ye, np.where(H > 0, H, np.nan).T, cmap="Greys",
-                  shading="flat")
+    mesh = ax.pcolormesh(10.0 ** xe, 10.0 ** ye, np.where(H > 0, H, np.nan).T, cmap="Greys",
+                         shading="flat")
+    cbar = fig.colorbar(mesh, ax=ax, pad=0.02, fraction=0.05)
+    cbar.set_label("posterior samples per bin (50 x 50 in log10)", fontsize=8)
     handles = [Line2D([], [], color="0.5", lw=6, alpha=0.5, label="posterior samples (2-D histogram)")]
     ok = np.isfinite(tab["g_upper"])
     if ok.any():
@@ -757,8 +759,15 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
     ax.set_ylim(10.0 ** boxes[ig][0], 10.0 ** boxes[ig][1])
     ax.set_xlabel(r"$m_X$ [MeV]")
     ax.set_ylabel(r"$g_X$")
-    ax.set_title(f"{model}: posterior of ($m_X$, $g_X$) vs frequentist contour", fontsize=10)
-    ax.legend(handles=handles, fontsize=7, loc="upper left")
+    try:
+        obs = json.loads(tree.attrs.get("config_json", "{}")).get("statistics", {}).get("data", "asimov")
+    except ValueError:
+        obs = "asimov"
+    data_txt = "Asimov SM data" if obs == "asimov" else f"observed counts {Path(str(obs)).name}"
+    ax.set_title(f"{model}: posterior of ($m_X$, $g_X$) vs frequentist contour\n"
+                 f"{data_txt}; frequentist threshold asymptotic (Wilks)", fontsize=9)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2,
+              frameon=False)
     ax.grid(alpha=0.3, which="both", lw=0.3)
     p_mg = save(fig, stem.with_name(stem.name + "_mass_coupling.png"))
 
