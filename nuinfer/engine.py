@@ -49,13 +49,9 @@ _DASK_HINT = 'dask is not installed; install the optional extra: pip install "nu
 # validation
 # --------------------------------------------------------------------------------------------
 def check_seed(seed, key: str = "seed") -> int:
-    """Return ``seed`` as a Python int in [0, 2**63); reject bools, floats and out-of-range."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise InvalidConfig(f"must be an integer in [0, 2**63); got {seed!r}", key=key)
-    seed = int(seed)
-    if not 0 <= seed < 2**63:
-        raise InvalidConfig(f"must be an integer in [0, 2**63); got {seed}", key=key)
-    return seed
+    """The one seed rule of the package (:func:`nuinfer.spec.limits.check_seed`): an integer in [0, 2**32)."""
+    from nuinfer.spec.limits import check_seed as _check
+    return _check(seed, key)
 
 
 def _check_positive_int(value, key: str) -> int:

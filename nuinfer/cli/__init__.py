@@ -69,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--profiler", choices=["analytic", "minuit"], help="closed form/Newton or one MIGRAD per point")
     sp.add_argument("--ndof", type=int, choices=[1, 2], help="2: joint (m, g) region; 1: raster per mass")
     sp.add_argument("--grid", type=int, metavar="N", help="points per axis of the (m_X, g_X) grid (overrides the file)")
+    sp.add_argument("--calibrate", choices=["asymptotic", "toys"], default="asymptotic",
+                    help="critical values from chi2.ppf (default) or from toys (Neyman; xenon analyses)")
+    sp.add_argument("--toys", type=int, default=1000, metavar="N", help="toys per tested point with --calibrate toys")
+    sp.add_argument("--mode", choices=["raster", "joint"], default="raster",
+                    help="toy calibration of the per-mass (raster, 1 dof) or joint (2 dof) test")
+    sp.add_argument("--nuisances", choices=["sampled", "fixed"], default="sampled",
+                    help="toy nuisances drawn from their constraints (sampled) or at their best fit (fixed)")
+    sp.add_argument("--seed", type=int, help="seed of the toys (default 1)")
+    sp.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run the toys on Dask: 'local', 'local-threads' or a scheduler address tcp://host:port "
+                         "(overrides [statistics].scheduler; needs pip install \"nuinfer[dask]\")")
+    sp.add_argument("--workers", type=int, metavar="N", help="workers of a local Dask cluster (default 2)")
+    sp.add_argument("--coverage", action="store_true", help="also write the coverage map (fraction of toys excluding the truth)")
     sp.set_defaults(func=c.cmd_contour)
 
     sp = sub.add_parser("profile", help="one-parameter profile likelihood (e.g. sin^2 theta_W): best fit and intervals")
@@ -84,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, help="random seed (overrides [posterior].seed)")
     sp.add_argument("--model", help="which model (xenon) or task (terrestrial) of the file; default: the first")
     sp.add_argument("--resume", action="store_true", help="continue an existing output file")
+    sp.add_argument("--data", metavar="FILE", help="observed counts per bin (overrides [data].observed; xenon)")
+    sp.add_argument("--prior-check", nargs="?", type=float, const=0.5, metavar="DEX",
+                    help="prior sensitivity: shift each prior bound by DEX decades (default 0.5) and report how "
+                         "much every credible limit moves (xenon)")
     sp.set_defaults(func=c.cmd_sample)
 
     sp = sub.add_parser("plot", help="corner plot and credible limits of a posterior file")

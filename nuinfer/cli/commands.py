@@ -280,6 +280,23 @@ def cmd_contour(args) -> int:
     ana = _xenon(args.analysis, overrides)
     _xenon_memory(ana, "contour")
     out = _out_path(args, "outputs/scan.nc")
+    if args.calibrate == "toys":
+        from nuinfer.engine import check_scheduler
+        from nuinfer.spec.limits import check_seed
+        from nuinfer.tasks.calibrated import run_calibrated_contour
+        if not 10 <= args.toys <= 10**6:
+            raise ConfigError(f"needs 10 to 1e6 toys per tested point, got {args.toys}", key="--toys")
+        sched = args.scheduler if args.scheduler is not None else ana.cfg["statistics"].get("scheduler")
+        if sched is not None:
+            check_scheduler(sched, key="--scheduler" if args.scheduler is not None else "statistics.scheduler")
+        if args.workers is not None and not 1 <= args.workers <= 256:
+            raise ConfigError(f"must be 1 to 256, got {args.workers}", key="--workers")
+        seed = 1 if args.seed is None else check_seed(args.seed, "--seed")
+        with _group([out]):
+            res = run_calibrated_contour(ana, out, model=args.model, n_toys=args.toys, mode=args.mode,
+                                         nuisances=args.nuisances, seed=seed, scheduler=sched,
+                                         n_workers=args.workers, coverage=args.coverage, progress=not args.quiet)
+        return _print(res)
     with _group(_with(out, ".png")):
         res = workflows.run_contour(ana, out, plot=not args.no_plot, quiet=args.quiet)
     _g90_upper_bounds(res, out)
@@ -287,7 +304,18 @@ def cmd_contour(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    if spec.require(args.analysis, "sample") == "terrestrial":
+    fam = spec.require(args.analysis, "sample")
+    if fam == "xenonnt":
+        from nuinfer.spec.limits import check_seed
+        from nuinfer.tasks import xenonnt
+        spec.load_xenonnt(args.analysis)  # validate the file before any work
+        seed = 1 if args.seed is None else check_seed(args.seed, "--seed")
+        out = _out_path(args, "outputs/posterior.nc")
+        with _group([out]):
+            res = xenonnt.run_sample(args.analysis, out, model=args.model, walkers=args.walkers or 32,
+                                     steps=args.steps or 2000, seed=seed, quiet=args.quiet)
+        return _print(res)
+    if fam == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
         from nuinfer.spec.limits import estimate_sample
         ana = _terrestrial(args.analysis, args.data_dir, "sample")
@@ -316,11 +344,21 @@ def cmd_sample(args) -> int:
         raise ConfigError(f"{exc} (with the command-line options)", key=None) from None
     _xenon_memory(checked, "sample")
     out = _out_path(args, "outputs/posterior.nc")
+    if args.data is not None:
+        from nuinfer.spec.xenon import load_counts
+        load_counts(Path(args.data), checked.forward_model().binning.nbins, key="--data")
+    if args.prior_check is not None:
+        if not (0 < args.prior_check <= 3):
+            raise ConfigError(f"the prior-bound shift must be in (0, 3] decades, got {args.prior_check}",
+                              key="--prior-check")
+        res = bayes.prior_check(ana, shift_dex=args.prior_check, model=args.model, walkers=args.walkers,
+                                steps=args.steps, seed=args.seed, outdir=None, progress=not args.quiet)
+        return _print(res)
     # the lock of the file is held from the resume read to the final write: two concurrent
     # `--resume` runs cannot both succeed
     with _group([out]):
         res = bayes.run_sample(ana, out, walkers=args.walkers, steps=args.steps, seed=args.seed,
-                               resume=args.resume, progress=not args.quiet, model=args.model)
+                               resume=args.resume, progress=not args.quiet, model=args.model, data=args.data)
     return _print(res)
 
 

@@ -39,9 +39,13 @@ NUM = (int, float)
 
 
 def check_seed(v, key: str) -> int:
-    """A seed numpy accepts: an integer in [0, 2**32), not a boolean."""
-    if isinstance(v, bool) or not isinstance(v, int):
+    """A seed numpy accepts: an integer in [0, 2**32), not a boolean (the one seed rule)."""
+    import numbers
+
+    import numpy as np
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise InvalidConfig(f"a seed is an integer in [0, 2**32), got {v!r}", key=key)
+    v = int(v)
     if not 0 <= v < SEED_MAX:
         raise UnphysicalInput(f"a seed must be in [0, 2**32 - 1 = {SEED_MAX - 1}], got {v}; choose a smaller "
                               "non-negative integer", key=key)

@@ -95,7 +95,7 @@ SCHEMA: dict = {
     "detector": {"quenching": str, "k": NUM, "value": NUM, "xi_keV": NUM, "table": str, "efficiency": str,
                  "resolution": (str, list), "binding": bool},
     "statistics": {"statistic": str, "sigma_sys": NUM, "sigma_bg": NUM, "cl": NUM, "ndof": int,
-                   "profiler": str, "data": str, "min_expected": NUM},
+                   "profiler": str, "data": str, "min_expected": NUM, "scheduler": str},
     "scan": {"m_X_MeV": _RANGE, "g_X": _RANGE},
     "spectrum": {"g_X": NUM, "m_X_MeV": NUM, "models": list},
     "posterior": {"walkers": int, "steps": int, "seed": int, "burn": int, "thin": int,
@@ -357,6 +357,9 @@ def _bounds(cfg: dict) -> None:
     check_count(post["walkers"], "posterior.walkers", 1, MAX["walkers"])
     check_count(post["steps"], "posterior.steps", 1, MAX["steps"])
     check_seed(post["seed"], "posterior.seed")
+    if "scheduler" in cfg["statistics"]:  # toy calibration on Dask: "local", "local-threads" or an address
+        from nuinfer.engine import check_scheduler
+        check_scheduler(cfg["statistics"]["scheduler"], key="statistics.scheduler")
     check_count(post["mass_grid_n"], "posterior.mass_grid_n", 4, MAX["mass_grid"])
     check_count(post["thin"], "posterior.thin", 1, post["steps"])
     if post.get("burn") is not None:
