@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from nuinfer.engine import chunk_slices, run_chunks
-from nuinfer.exceptions import InvalidConfig
+from nuinfer.exceptions import ConfigError, InvalidConfig
 from nuinfer.tasks.calibration import (
     _Problem,
     _profile_gauss_hyp,
@@ -111,7 +111,7 @@ def test_engine_rejects_bad_input(kw, key):
     args = dict(seed=1, chunk_size=2)
     args.update(kw)
     calls = []
-    with pytest.raises(InvalidConfig, match=key):
+    with pytest.raises(ConfigError, match=key):  # InvalidConfig or UnphysicalInput: exit 2 either way
         run_chunks(lambda c, rng: calls.append(c), 4, **args)
     assert calls == []  # validated before any work
 
@@ -257,7 +257,7 @@ def test_calibration_rejects_bad_input(small, kw, key):
     tp, g = small
     args = dict(n_toys=10, seed=1, masses=[1.0], g_test=[0.5])
     args.update(kw)
-    with pytest.raises(InvalidConfig, match=key):
+    with pytest.raises(ConfigError, match=key):
         critical_values(tp, g, **args)
 
 
