@@ -164,3 +164,21 @@ def test_bad_templates_and_data_are_rejected(parts):
         profile(model, {"x": parts["sig"]}, parts["n"], cost="chi")
     with pytest.raises(ConfigError):
         Parameter("a", -1.0)
+
+
+def test_model_scan_flags_a_failed_point_instead_of_raising():
+    from nuinfer.tasks.model_scan import mass_coupling_scan
+
+    model = BinnedModel(components=(Component("s", norms=("a",)),), parameters=(Parameter("a", 0.1),))
+    base = np.array([10.0, 20.0, 30.0])
+
+    def T(i, g2):
+        t = base[None, :] * (1 + np.asarray(g2)[:, None])
+        if i == 1:
+            t = t.copy()
+            t[-1, 0] = -1e30  # a negative expectation: the Poisson cost is infinite there
+        return {"s": t}
+
+    ds = mass_coupling_scan(model, T, base, [1.0, 2.0], np.array([0.1, 1.0, 10.0]))
+    assert ds.attrs["n_failed"] == 1 and ds["converged"].values[1, 2] == 0
+    assert ds["converged"].values.sum() == 5 and np.isfinite(ds.attrs["statistic_min"])

@@ -91,10 +91,16 @@ def mass_coupling_scan(model: BinnedModel, templates: Callable, data, masses, g_
         start = r.theta
         if progress is not None:
             progress(i + 1, M, time.perf_counter() - t0)
-    if not np.all(np.isfinite(val)):
-        raise NumericalError("the profiled statistic is not finite somewhere on the grid; check the templates")
+    # a point whose profile fails (non-finite statistic) is flagged, not raised: converged = 0, NaN
+    # statistic, counted in n_failed; only a failed SM fit or a grid where every point failed raise
+    failed = ~np.isfinite(val)
+    conv &= ~failed
+    val = np.where(failed, np.nan, val)
+    if not np.isfinite(sm.minimum[0]) or failed.all():
+        raise NumericalError("the profiled statistic is not finite at the SM point or anywhere on the grid; "
+                             "check the templates")
     sm_value = float(sm.minimum[0])
-    i, j = np.unravel_index(np.argmin(val), val.shape)
+    i, j = np.unravel_index(np.nanargmin(val), val.shape)
     best_is_sm = sm_value <= val[i, j]
     gmin = min(sm_value, float(val[i, j]))
     dims = ("m_X", "g_X")
@@ -112,8 +118,8 @@ def mass_coupling_scan(model: BinnedModel, templates: Callable, data, masses, g_
                    statistic_min=gmin, statistic_sm=sm_value, best_fit_is_sm=int(best_is_sm),
                    best_fit_m_X_MeV=0.0 if best_is_sm else float(m[i]),
                    best_fit_g_X=0.0 if best_is_sm else float(g[j]), delta_reference="global",
-                   n_not_converged=int((~conv).sum()),
-                   n_not_converged_near_threshold=int((~conv & (val - gmin < 10.0 * thr)).sum()),
+                   n_not_converged=int((~conv).sum()), n_failed=int(failed.sum()),
+                   n_not_converged_near_threshold=int((~conv & ~(val - gmin >= 10.0 * thr)).sum()),
                    nuisances=json.dumps(model.parameter_names),
                    profiler="newton", wall_time_s=round(time.perf_counter() - t0, 3)),
     )
