@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -182,3 +184,21 @@ def test_nuinfer_main_exit_code_2_on_bad_floor_file(tmp_path, capsys):
     bad.write_text("[floor.discovery]\nfraction = 2.0\n")
     assert main(["floor", str(bad), "-o", str(tmp_path / "x.nc")]) == 2
     assert "floor.discovery.fraction" in capsys.readouterr().err
+
+
+def test_floor_scenarios_on_dask_equal_the_in_process_run():
+    """[floor] scheduler runs one task per scenario on Dask; the numbers do not depend on it."""
+    import tomllib
+
+    from nuinfer.tasks.floor import compute_floor, load_floor_config
+    raw = tomllib.loads((Path(__file__).resolve().parents[1] / "models" / "floor_xenon.toml").read_text())
+    raw["signal"]["wimp"]["m_GeV"] = {"lo": 6.0, "hi": 60.0, "n": 2}
+    raw["floor"]["exposure"]["tonne_year"] = {"lo": 1e-2, "hi": 1e4, "n": 13}
+    raw["floor"]["scenarios"] = {k: raw["floor"]["scenarios"][k] for k in ("SM", "sin2w")}
+    raw["floor"]["toys"]["n"] = 0
+    raw["experiment"]["binning"]["n"] = 30
+    a = compute_floor(load_floor_config(raw), quiet=True)
+    raw["floor"]["scheduler"] = "local-threads"
+    b = compute_floor(load_floor_config(raw), quiet=True)
+    np.testing.assert_array_equal(a["discovery_limit"].values, b["discovery_limit"].values)
+    np.testing.assert_array_equal(a["converged"].values, b["converged"].values)

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("analysis", help="floor analysis file (e.g. models/floor_xenon.toml)")
     _common(sp, plot=True)
     sp.add_argument("--quick", action="store_true", help="coarse grids from the file's [quick] table")
+    sp.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run the scenarios on Dask: 'local', 'local-threads' or tcp://host:port (overrides "
+                         "[floor] scheduler; needs pip install \"nuinfer[dask]\")")
     sp.set_defaults(func=c.cmd_floor)
 
     sp = sub.add_parser("fit", help="every task of a terrestrial data fit (reactor / pi-DAR), all variants")

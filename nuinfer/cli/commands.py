@@ -527,11 +527,15 @@ def cmd_floor(args) -> int:
     spec.require(args.analysis, "floor")
     from nuinfer.tasks.floor import load_floor_config, run_floor
     cfg = load_floor_config(args.analysis, quick=args.quick)
+    if args.scheduler is not None:
+        from nuinfer.engine import check_scheduler
+        check_scheduler(args.scheduler, key="--scheduler")
     with spec.translated("floor"):
         require_memory(estimate_floor(cfg))
     out = _out_path(args, "outputs/floor.nc")
     with _group(_floor_outputs(cfg, out)):
-        res = run_floor(args.analysis, out, quick=args.quick, quiet=args.quiet, plot=not args.no_plot)
+        res = run_floor(args.analysis, out, quick=args.quick, quiet=args.quiet, plot=not args.no_plot,
+                        scheduler=args.scheduler)
     warn = _floor_warnings(out)
     if warn:
         res["warnings"] = warn

@@ -76,7 +76,8 @@ FAMILY_MAPS = {
         ("signal.halo", "halo"), ("signal.wimp", "wimp"), ("backgrounds.groups", "background.groups"),
         ("nuisances.flux", "uncertainties"), ("floor.exposure", "exposure"), ("floor.discovery", "discovery"),
         ("floor.scenarios", "scenarios"), ("floor.auto_limit", "auto_limit"), ("floor.toys", "toys"),
-        ("floor.compare_targets", "compare_targets"), ("quick", "quick"), ("numerics", "numerics"),
+        ("floor.compare_targets", "compare_targets"), ("floor.scheduler", "scheduler"), ("quick", "quick"),
+        ("numerics", "numerics"),
     ],
 }
 

@@ -27,6 +27,7 @@ before any work; every error names the key path.  ``quick`` mode applies the ``[
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import sys
 import time
@@ -101,6 +102,7 @@ SCHEMA: dict = {
     "quick": {"m_n": int, "exposure_n": int, "sigma_n": int, "bins": int, "g_points": int, "toys": int},
     "numerics": {"n_nodes": int, "n_flux_grid": int},
     "compare_targets": list,
+    "scheduler": str,
 }
 
 DEFAULTS: dict = {
@@ -122,6 +124,7 @@ DEFAULTS: dict = {
     "quick": {"m_n": 13, "exposure_n": 31, "sigma_n": 41, "bins": 50, "g_points": 50, "toys": 300},
     "numerics": {"n_nodes": 6, "n_flux_grid": 400},
     "compare_targets": [],
+    "scheduler": None,
 }
 
 _REPLACE = ("scenarios", "groups", "benchmarks", "panels", "sources", "override", "compare_targets")
@@ -341,6 +344,9 @@ def _validate_floor(raw: dict, path, quick: bool) -> dict:
             get_target(tname)
         except InvalidConfig as exc:
             raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"compare_targets[{i}]") from None
+    if cfg["scheduler"] is not None:  # scenarios on Dask: "local", "local-threads" or an address
+        from nuinfer.engine import check_scheduler
+        check_scheduler(cfg["scheduler"], key="scheduler")
     cfg["_path"] = path
     cfg["_quick"] = bool(quick)
     return cfg
@@ -711,6 +717,30 @@ def _fog_map(limits, n_idx, sigma_grid) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # the computation
 # --------------------------------------------------------------------------------------------
+def _floor_scenario(cfg: dict, fm, W, exposures, panels, sigma_ref: float, quiet: bool, name: str) -> dict:
+    """Discovery limits of one background scenario (a unit of work for the Dask engine)."""
+    from nuinfer.tasks.discovery import discovery_limit
+
+    disc = cfg["discovery"]
+    sc = cfg["scenarios"][name]
+    t = time.perf_counter()
+    g, note = (0.0, "SM") if sc["model"] == "SM" else resolve_coupling(cfg, sc, quiet=quiet)
+    m_X = float(sc.get("m_X_MeV", 1.0))
+    rel = float(sc.get("sin2w_rel_sigma", 0.0))
+    xs, xg, xinfo = xsec_widths(cfg, fm, sc)
+    bg, nominal = background_model(cfg, fm, model=sc["model"], g_X=g, m_X_MeV=m_X, sin2w_rel_sigma=rel,
+                                   xsec_sigma=xs, xsec_group=xg)
+    dl = discovery_limit(W, bg, exposures, z=disc["z"], fraction=disc["fraction"])
+    panel = discovery_limit(W, bg, panels, z=disc["z"], fraction=disc["fraction"]).scale * sigma_ref
+    info = {"label": sc["label"], "model": sc["model"], "g_X": g, "m_X_MeV": m_X if sc["model"] != "SM" else None,
+            "g_X_source": note, "sin2w_rel_sigma": rel, "sin2w_central": fm.sin2w,
+            "nuisances": list(bg.names) + ([bg.t_name] if bg.has_t else []),
+            "xsec": xinfo, "n_xsec_nuisances": bg.n_xsec, "background_events_per_tonne_year": float(nominal.sum())}
+    return {"xsec_sigma": xs, "bg": bg, "nominal": nominal, "limits": dl.scale * sigma_ref, "converged": dl.converged,
+            "limit_panels": panel, "n_bins_used": dl.n_bins_used, "n_iter": dl.n_iter, "info": info,
+            "wall_time_s": time.perf_counter() - t}
+
+
 def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
     """Run every scenario of a validated configuration and return the results as a Dataset.
 
@@ -754,33 +784,26 @@ def compute_floor(cfg: dict, *, quiet: bool = False) -> xr.Dataset:
     xsec_sig = np.zeros((len(names), fm.binning.nbins))
     info: dict[str, dict] = {}
     bg_models = {}
+    scheduler = cfg.get("scheduler")
+    run = functools.partial(_floor_scenario, cfg, fm, W, exposures, panels, sigma_ref, quiet)
+    if scheduler in (None, "inprocess"):
+        rows = [run(name) for name in names]
+    else:  # one task per scenario on Dask (results in scenario order)
+        from nuinfer.engine import map_tasks
+        rows = map_tasks(run, names, scheduler=scheduler, progress=not quiet)
     n_used = None
-    for si, name in enumerate(names):
-        sc = cfg["scenarios"][name]
-        t = time.perf_counter()
-        g, note = (0.0, "SM") if sc["model"] == "SM" else resolve_coupling(cfg, sc, quiet=quiet)
-        m_X = float(sc.get("m_X_MeV", 1.0))
-        rel = float(sc.get("sin2w_rel_sigma", 0.0))
-        xs, xg, xinfo = xsec_widths(cfg, fm, sc)
-        xsec_sig[si] = xs
-        bg, nominal = background_model(cfg, fm, model=sc["model"], g_X=g, m_X_MeV=m_X, sin2w_rel_sigma=rel,
-                                       xsec_sigma=xs, xsec_group=xg)
-        bg_models[name] = bg
-        bg_counts[si] = nominal
-        dl = discovery_limit(W, bg, exposures, z=disc["z"], fraction=disc["fraction"])
-        limits[si] = dl.scale * sigma_ref
-        conv[si] = dl.converged
-        lim_panels[si] = discovery_limit(W, bg, panels, z=disc["z"], fraction=disc["fraction"]).scale * sigma_ref
-        n_used = dl.n_bins_used
-        info[name] = {"label": sc["label"], "model": sc["model"], "g_X": g,
-                      "m_X_MeV": m_X if sc["model"] != "SM" else None,
-                      "g_X_source": note, "sin2w_rel_sigma": rel, "sin2w_central": fm.sin2w,
-                      "nuisances": list(bg.names) + ([bg.t_name] if bg.has_t else []),
-                      "xsec": xinfo, "n_xsec_nuisances": bg.n_xsec,
-                      "background_events_per_tonne_year": float(nominal.sum())}
-        timings[f"scenario_{name}"] = time.perf_counter() - t
-        _say(f"floor: scenario {name} ({sc['label']}): {timings[f'scenario_{name}']:.1f} s, "
-             f"{dl.n_iter} root iterations, all converged: {bool(dl.converged.all())}", quiet)
+    for si, (name, row) in enumerate(zip(names, rows)):
+        xsec_sig[si] = row["xsec_sigma"]
+        bg_models[name] = row["bg"]
+        bg_counts[si] = row["nominal"]
+        limits[si] = row["limits"]
+        conv[si] = row["converged"]
+        lim_panels[si] = row["limit_panels"]
+        n_used = row["n_bins_used"]
+        info[name] = row["info"]
+        timings[f"scenario_{name}"] = row["wall_time_s"]
+        _say(f"floor: scenario {name} ({cfg['scenarios'][name]['label']}): {row['wall_time_s']:.1f} s, "
+             f"{row['n_iter']} root iterations, all converged: {bool(row['converged'].all())}", quiet)
     n_idx = fog_index(exposures, limits)
     floor, floor_e = floor_from_fog(exposures, limits, n_idx, level=float(disc["fog_level"]))
     fmap = _fog_map(limits, n_idx, sig_grid)
@@ -1110,7 +1133,8 @@ def _at_mass(ds, var, scenario, m):
     return val
 
 
-def run_floor(config_path_or_dict, out, *, quick: bool = False, quiet: bool = False, plot: bool = True) -> dict:
+def run_floor(config_path_or_dict, out, *, quick: bool = False, quiet: bool = False, plot: bool = True,
+              scheduler: str | None = None) -> dict:
     """Compute the floor of a configuration, write NetCDF (atomically) and figures, return a summary.
 
     Parameters
@@ -1134,6 +1158,9 @@ def run_floor(config_path_or_dict, out, *, quick: bool = False, quiet: bool = Fa
     """
     t0 = time.perf_counter()
     cfg = load_floor_config(config_path_or_dict, quick=quick)
+    if scheduler is not None:  # where the scenarios run (overrides [floor] scheduler)
+        from nuinfer.engine import check_scheduler
+        cfg["scheduler"] = check_scheduler(scheduler, key="--scheduler") or "inprocess"
     out = Path(out)
     if out.suffix != ".nc":
         raise InvalidConfig(f"output file {str(out)!r} must end in .nc", key="--output-file")
