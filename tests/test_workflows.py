@@ -75,7 +75,7 @@ def test_reproduce_quick_end_to_end(tmp_path):
     ncs = sorted(out.glob("*.nc"))
     names = {p.name for p in ncs}
     for need in ("fig1_cevns.nc", "fig1_eves.nc", "fig2_cevns.nc", "fig2_eves.nc", "fig3_cevns.nc",
-                 "fig4_eves.nc", "systematics_eves_V.nc", "systematics_cevns_S.nc",
+                 "fig4_eves.nc", "systematics_eves_V.nc", "systematics_cevns_V.nc",
                  "posterior_eves_vector.nc"):
         assert need in names, need
     for p in ncs:

@@ -606,12 +606,13 @@ DEFAULT_SYSTEMATICS = (
 
 
 def systematics_study(outdir: Path, *, grid: int | None = None, quiet: bool = False, plot: bool = True,
-                      cache: TemplateCache | None = None) -> dict:
-    """Default study: sigma_sys, exposure, threshold, statistic, binding for V and S in both processes."""
+                      cache: TemplateCache | None = None, models=("V", "S")) -> dict:
+    """Default study: sigma_sys, exposure, threshold, statistic, binding (EvES), quenching (CEvNS) for
+    ``models`` (default V and S) in both processes."""
     cache = cache or TemplateCache()
     results = {}
     for proc in ("cevns", "eves"):
-        for mo in ("V", "S"):
+        for mo in models:
             vary = [v for v in DEFAULT_SYSTEMATICS if not (proc == "cevns" and v.startswith("binding"))]
             if proc == "cevns":
                 vary.append("quenching=0.1735,adiabatic")
@@ -636,9 +637,11 @@ STEP_HELP = {
 }
 #: grids per mode: template scans (m_X x g_X), systematics, real data (m_X x g_X), emcee
 MODES = {
-    "full": {"grid": None, "systematics_grid": 100, "real_grid": (40, 60), "real_models": MODEL_ORDER,
+    "full": {"grid": None, "systematics_grid": 100, "systematics_models": ("V", "S"), "real_grid": (40, 60),
+             "real_models": MODEL_ORDER,
              "walkers": None, "steps": None},
-    "quick": {"grid": 40, "systematics_grid": 16, "real_grid": (12, 16), "real_models": ("S", "V"),
+    "quick": {"grid": 40, "systematics_grid": 16, "systematics_models": ("V",), "real_grid": (12, 16),
+              "real_models": ("S", "V"),
               "walkers": 16, "steps": 300},
 }
 SECTIONS_FILE = "report_sections.json"
@@ -796,7 +799,8 @@ def _step_contours(run: _Run, fig_name: str) -> dict:
 
 
 def _step_systematics(run: _Run) -> dict:
-    syst = systematics_study(run.outdir, grid=run.cfg["systematics_grid"], quiet=True, cache=run.cache)
+    syst = systematics_study(run.outdir, grid=run.cfg["systematics_grid"], quiet=True, cache=run.cache,
+                             models=run.cfg["systematics_models"])
     sec = {"studies": {}, "grid": run.cfg["systematics_grid"], "ratio_definition": RATIO_DEFINITION}
     for key, r in syst.items():
         run.files += [Path(r["output"]), Path(r["plot"]), Path(r["table_csv"]), Path(r["table_md"])]
@@ -1285,8 +1289,8 @@ def build_report(sections: dict) -> _Doc:
                  for s in srcs])
         modes = sorted({sections[s].get("mode") for s in STEPS if s in sections})
         d.p("Grids used: full run = the preset grid (200 x 200 for Figs. 2-4), 100 x 100 for the systematics, "
-            "40 x 60 real-data scans of all seven models; quick run = 40 x 40, 16 x 16, 12 x 16 real-data "
-            f"scans of S and V, and a 16 x 300 chain. Modes in this "
+            "40 x 60 real-data scans of all seven models; quick run = 40 x 40, 16 x 16 (V only), 12 x 16 "
+            f"real-data scans of S and V, and a 16 x 300 chain. Modes in this "
             f"report: {', '.join(m for m in modes if m)}.")
 
     # ---- figures
