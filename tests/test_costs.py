@@ -142,7 +142,7 @@ def test_closed_form_agrees_with_minuit_at_random_points(spectrum):
         mn = profile_minuit(R, r_sm, data=d, statistic="eq26")
         assert mn.converged.all() and cf.converged.all()
         assert_allclose(cf.minimum, mn.minimum, rtol=1e-8, atol=1e-10)
-        assert_allclose(cf.a_hat, mn.a_hat, rtol=1e-6, atol=1e-8)
+        assert_allclose(cf["a"], mn["a"], rtol=1e-6, atol=1e-8)
 
 
 def test_newton_agrees_with_minuit_for_poisson(spectrum):
@@ -159,7 +159,7 @@ def test_newton_agrees_with_minuit_for_poisson(spectrum):
         tol = 1e-8 * np.maximum(1.0, np.abs(mn.minimum))
         assert np.all(np.abs(nt.minimum - mn.minimum) <= tol)
         assert np.all(nt.minimum <= mn.minimum + 1e-12 * np.maximum(1.0, mn.minimum))
-        assert_allclose(nt.a_hat, mn.a_hat, atol=1e-5)
+        assert_allclose(nt["a"], mn["a"], atol=1e-5)
 
 
 def test_newton_is_a_minimum_and_handles_extremes(spectrum):
@@ -170,9 +170,9 @@ def test_newton_is_a_minimum_and_handles_extremes(spectrum):
     data[:5] = 0.0
     res = profile_poisson(R, r_sm, data=data)
     assert res.converged.all()
-    assert np.all(res.a_hat > -1)
+    assert np.all(res["a"] > -1)
     for i in range(g.size):
-        f0, b_hat = res.minimum[i], 1.0 + res.a_hat[i]
+        f0, b_hat = res.minimum[i], 1.0 + res["a"][i]
         for factor in (1 - 1e-4, 1 + 1e-4):
             f = poisson_twice_nll(b_hat * factor - 1.0, R[i], r_sm, data=data)
             assert f > f0 - 1e-12 * max(1.0, f0)
@@ -190,14 +190,14 @@ def test_newton_edge_cases(spectrum):
     r_sm = spectrum[0]
     R = np.stack([np.zeros_like(r_sm), r_sm])
     res = profile_poisson(R, r_sm)  # zero prediction: only the constraint depends on a
-    assert res.converged.all() and res.a_hat[0] == 0.0 and res.a_hat[1] == pytest.approx(0.0)
+    assert res.converged.all() and res["a"][0] == 0.0 and res["a"][1] == pytest.approx(0.0)
     # no background, no counts, free normalisation: the best prediction is zero (a = -1)
     res = profile_poisson(R[1:], r_sm, data=np.zeros_like(r_sm), sigma_bg=0.0, sigma_sys=np.inf)
-    assert res.converged.all() and res.a_hat[0] == -1.0 and res.minimum[0] == 0.0
+    assert res.converged.all() and res["a"][0] == -1.0 and res.minimum[0] == 0.0
     # same with a constraint: interior minimum at b = 1 - sigma_sys^2 sum R if positive
     small = 1e-4 * r_sm
     res = profile_poisson(small, r_sm, data=np.zeros_like(r_sm), sigma_bg=0.0)
-    assert res.converged and float(res.a_hat) == pytest.approx(-0.01 * small.sum(), rel=1e-9)
+    assert res.converged and float(res["a"]) == pytest.approx(-0.01 * small.sum(), rel=1e-9)
 
 
 def test_profile_grid_dispatch(spectrum):
@@ -217,12 +217,12 @@ def test_sigma_sys_limits(spectrum):
     r_sm = spectrum[0]
     R = predictions(spectrum, [0.5, 2.0])
     fixed = profile_eq26(R, r_sm, sigma_sys=0.0)
-    assert np.all(fixed.a_hat == 0.0)
+    assert np.all(fixed["a"] == 0.0)
     assert_allclose(fixed.minimum, eq26_chi2(0.0, R, r_sm), rtol=1e-14)
     free = profile_eq26(R, r_sm, sigma_sys=np.inf)
     almost_free = profile_eq26(R, r_sm, sigma_sys=1e8)
     assert_allclose(free.minimum, almost_free.minimum, rtol=1e-9)
-    assert np.all(profile_poisson(R, r_sm, sigma_sys=0.0).a_hat == 0.0)
+    assert np.all(profile_poisson(R, r_sm, sigma_sys=0.0)["a"] == 0.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ def test_closed_form_scan_matches_profile_eq26(templates):
     R = expected_counts(templates, G[::5]).values
     ref = profile_eq26(R, templates["R_SM"].values)
     assert_allclose(ds["chi2"], ref.minimum, rtol=1e-12, atol=1e-15)
-    assert_allclose(ds["a_hat"], ref.a_hat, rtol=1e-12, atol=1e-15)
+    assert_allclose(ds["a_hat"], ref["a"], rtol=1e-12, atol=1e-15)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Profiling the normalisation nuisance ``a`` out of a statistic, over whole grids at once.
 
-Three profilers, all returning a :class:`ProfileResult` over the leading (grid) dimensions:
+Three profilers, all returning the package's :class:`~nuinfer.likelihood.FitResult` (column ``"a"``)
+over the leading (grid) dimensions:
 
 * :func:`profile_eq26` -- closed form.  Eq. (26) is quadratic in ``a``; with the scaled
   quantities ``v_i = R_i / sigma_i`` and ``d_i = D_i / sigma_i`` the minimum is at::
@@ -22,11 +23,11 @@ Three profilers, all returning a :class:`ProfileResult` over the leading (grid) 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 
 from nuinfer.exceptions import InvalidConfig
+from nuinfer.likelihood.result import FitResult
 from nuinfer.likelihood.costs import (
     STATISTICS,
     Eq26Chi2,
@@ -42,7 +43,6 @@ from nuinfer.likelihood.costs import (
 
 __all__ = [
     "PROFILERS",
-    "ProfileResult",
     "profile_grid",
     "profile_eq26",
     "profile_minuit",
@@ -53,28 +53,11 @@ __all__ = [
 PROFILERS = ("analytic", "minuit")
 
 
-class ProfileResult(NamedTuple):
-    """Statistic minimised over the nuisance ``a`` at every grid point.
-
-    Attributes
-    ----------
-    statistic : str
-        Name of the minimised quantity, ``"chi2"`` or ``"twice_nll"`` (chi2 scale).
-    minimum : numpy.ndarray
-        Statistic at ``a_hat``, shape of the leading grid dimensions.
-    a_hat : numpy.ndarray
-        Profiled nuisance, same shape.
-    converged : numpy.ndarray of bool
-        Per-point convergence (always True for the closed form).
-    method : str
-        ``"closed_form"``, ``"newton"`` or ``"minuit"``.
-    """
-
-    statistic: str
-    minimum: np.ndarray
-    a_hat: np.ndarray
-    converged: np.ndarray
-    method: str
+def _result(statistic: str, minimum, a_hat, converged, method: str) -> FitResult:
+    """The profile over the normalisation ``a`` as the package's one result type (column ``"a"``)."""
+    minimum = np.asarray(minimum, float)
+    return FitResult(statistic, minimum, np.asarray(a_hat, float)[..., None], np.asarray(converged, bool), method,
+                     ["a"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +217,7 @@ def profile_eq26(expected, r_sm, *, data=None, sigma_sys: float = 0.1, sigma_bg:
 
     Returns
     -------
-    ProfileResult
+    FitResult
         ``statistic="chi2"``, ``method="closed_form"``.
 
     Examples
@@ -242,13 +225,13 @@ def profile_eq26(expected, r_sm, *, data=None, sigma_sys: float = 0.1, sigma_bg:
     >>> import numpy as np
     >>> r_sm = np.array([100.0, 50.0])
     >>> res = profile_eq26(np.stack([r_sm, 2 * r_sm]), r_sm)
-    >>> res.minimum.round(6).tolist(), res.a_hat.round(6).tolist()
+    >>> res.minimum.round(6).tolist(), res["a"].round(6).tolist()
     ([0.0, 21.126761], [0.0, -0.422535])
     """
     R, D, inv_sigma, sigma_sys = _eq26_inputs(expected, r_sm, data, sigma_sys, sigma_bg)
     chi2, b = _profile_eq26_scaled(R * inv_sigma, D * inv_sigma, sigma_sys)
     chi2 = np.asarray(chi2, dtype=float)
-    return ProfileResult("chi2", chi2, np.asarray(b - 1.0), np.isfinite(chi2), "closed_form")
+    return _result("chi2", chi2, np.asarray(b - 1.0), np.isfinite(chi2), "closed_form")
 
 
 def profile_poisson(
@@ -282,7 +265,7 @@ def profile_poisson(
 
     Returns
     -------
-    ProfileResult
+    FitResult
         ``statistic="twice_nll"``, ``method="newton"``.
 
     Notes
@@ -299,9 +282,7 @@ def profile_poisson(
     D2 = D if D.ndim == 1 else np.broadcast_to(D, lead + (n,)).reshape(-1, n)
     b, conv = _newton_poisson(R2, D2, B, sigma_sys, rtol=float(rtol), max_iter=int(max_iter))
     val = _poisson_kernel(b, R2, D2, B, sigma_sys)
-    return ProfileResult(
-        "twice_nll", val.reshape(lead), (b - 1.0).reshape(lead), conv.reshape(lead), "newton"
-    )
+    return _result("twice_nll", val.reshape(lead), (b - 1.0).reshape(lead), conv.reshape(lead), "newton")
 
 
 def profile_minuit(
@@ -337,7 +318,7 @@ def profile_minuit(
 
     Returns
     -------
-    ProfileResult
+    FitResult
         ``method="minuit"``; ``converged`` is ``FMin.is_valid`` per point.
 
     Notes
@@ -371,7 +352,7 @@ def profile_minuit(
         m.errors["a"] = 0.1 * sigma_sys if math.isfinite(sigma_sys) else 0.1
         m.migrad()
         val[idx], a_hat[idx], conv[idx] = m.fval, m.values["a"], m.fmin.is_valid
-    return ProfileResult(STATISTICS[statistic], val, a_hat, conv, "minuit")
+    return _result(STATISTICS[statistic], val, a_hat, conv, "minuit")
 
 
 def profile_grid(
@@ -404,7 +385,7 @@ def profile_grid(
 
     Returns
     -------
-    ProfileResult
+    FitResult
     """
     _check_statistic(statistic)
     kw = dict(data=data, sigma_sys=sigma_sys, sigma_bg=sigma_bg)

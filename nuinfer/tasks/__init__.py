@@ -19,7 +19,6 @@ _LAZY = {
     "G90_STATUS": "nuinfer.tasks.contours",
     "PROFILERS": "nuinfer.likelihood.single",
     "PoissonTwiceNLL": "nuinfer.likelihood.costs",
-    "ProfileResult": "nuinfer.likelihood.single",
     "STATISTICS": "nuinfer.likelihood.costs",
     "background_counts": "nuinfer.likelihood.costs",
     "contour": "nuinfer.tasks.contours",

@@ -505,7 +505,7 @@ def scan(
                 R = np.maximum(_grid_counts(Tu[:, sl], g2), 0.0)
                 res = profile_minuit(R, Ru, data=Du, statistic=statistic,
                                      sigma_sys=sigma_sys, sigma_bg=sigma_bg)
-                minimum[sl], a_hat[sl], conv[sl] = res.minimum, res.a_hat, res.converged
+                minimum[sl], a_hat[sl], conv[sl] = res.minimum, res["a"], res.converged
             bar.update(sl.stop - sl.start)
     finally:
         bar.close()
