@@ -78,7 +78,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nuinfer.spec.xenon import NUM, _check, _merge, set_dotted
+from nuinfer.spec.xenon import NUM, _check, _merge, _data_floats, _data_lines, _read_data_text, set_dotted
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnphysicalInput
 
 
@@ -354,22 +354,9 @@ def _bounds(cfg: dict) -> None:
 
 def _per_bin_table(path: Path, edges: np.ndarray, key: str) -> np.ndarray:
     """Values per bin from a file: 1 column (one per bin), 2 (centre, value) or 3 (lo, hi, value)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DataFileError(f"cannot read {path}: {exc.strerror or exc}", key=key) from None
-    except UnicodeDecodeError as exc:
-        raise DataFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
-                            key=key) from None
     rows = []
-    for ln, line in enumerate(text.splitlines(), start=1):
-        s = line.split("#", 1)[0].strip()
-        if not s:
-            continue
-        try:
-            vals = [float(x) for x in s.replace(",", " ").split()]
-        except ValueError:
-            raise DataFileError(f"{path}:{ln}: non-numeric value in {s!r}", key=key) from None
+    for ln, s in _data_lines(_read_data_text(path, key)):
+        vals = _data_floats(s.replace(",", " ").split(), path, ln, s, key)
         if not all(math.isfinite(v) for v in vals):
             raise DataFileError(f"{path}:{ln}: NaN or inf", key=key)
         rows.append(vals)
@@ -640,25 +627,12 @@ def _check_reference(ana: TerrestrialAnalysis) -> None:
         return
     p = ana.resolve(rep["reference_spectrum"])
     key = "report.reference_spectrum"
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise DataFileError(f"file {str(p)!r} not found; give the path relative to the data folder "
-                            "(data.dir or --data-dir) or remove the key", key=key) from None
-    except OSError as exc:
-        raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
-    except UnicodeDecodeError as exc:
-        raise DataFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
-                            key=key) from None
+    text = _read_data_text(p, key, missing=(
+        f"file {str(p)!r} not found; give the path relative to the data folder "
+        "(data.dir or --data-dir) or remove the key"))
     n = 0
-    for ln, line in enumerate(text.splitlines(), start=1):
-        st = line.split("#", 1)[0].strip()
-        if not st:
-            continue
-        try:
-            vals = [float(x) for x in st.replace(",", " ").split()]
-        except ValueError:
-            raise DataFileError(f"{p}:{ln}: non-numeric value in {st!r}", key=key) from None
+    for ln, st in _data_lines(text):
+        vals = _data_floats(st.replace(",", " ").split(), p, ln, st, key)
         if not all(math.isfinite(v) for v in vals):
             raise DataFileError(f"{p}:{ln}: NaN or inf value", key=key)
         n += 1

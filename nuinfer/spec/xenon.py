@@ -493,6 +493,38 @@ def set_dotted(d: dict, key: str, val) -> None:
     cur[parts[-1]] = val
 
 
+def _read_data_text(p: Path, key: str, missing: str | None = None) -> str:
+    """Text of the data file ``p``; :class:`DataFileError` (``key``) if it cannot be read or is not
+    UTF-8 (with the message ``missing`` instead for a file that does not exist, if given)."""
+    try:
+        return p.read_text()
+    except OSError as exc:
+        if missing is not None and isinstance(exc, FileNotFoundError):
+            raise DataFileError(missing, key=key) from None
+        raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+                            key=key) from None
+
+
+def _data_lines(text: str):
+    """``(line number, content)`` of each line of a data file that is not blank once its ``#``
+    comment is removed (content stripped)."""
+    for ln, line in enumerate(text.splitlines(), start=1):
+        s = line.split("#", 1)[0].strip()
+        if s:
+            yield ln, s
+
+
+def _data_floats(fields, p, ln: int, s: str, key: str) -> list[float]:
+    """``fields`` of line ``ln`` (content ``s``) of the data file ``p`` as floats;
+    :class:`DataFileError` (``key``) naming the file and line if one is not a number."""
+    try:
+        return [float(x) for x in fields]
+    except ValueError:
+        raise DataFileError(f"{p}:{ln}: non-numeric value in {s!r}", key=key) from None
+
+
 def load_table(path, key: str, ncol: int = 2) -> np.ndarray:
     """Read a whitespace/comma separated numeric table, validating every line.
 
@@ -500,25 +532,12 @@ def load_table(path, key: str, ncol: int = 2) -> np.ndarray:
     counts, non-numeric, NaN/inf or negative values and non-increasing first columns.
     """
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
-    except UnicodeDecodeError as exc:
-        raise DataFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
-                            key=key) from None
     rows, lines = [], []
-    for ln, line in enumerate(text.splitlines(), start=1):
-        s = line.split("#", 1)[0].strip()
-        if not s:
-            continue
+    for ln, s in _data_lines(_read_data_text(p, key)):
         parts = [x for x in s.replace(",", " ").split() if x]
         if len(parts) != ncol:
             raise DataFileError(f"{p}:{ln}: expected {ncol} columns, found {len(parts)}", key=key)
-        try:
-            vals = [float(x) for x in parts]
-        except ValueError:
-            raise DataFileError(f"{p}:{ln}: non-numeric value in {s!r}", key=key) from None
+        vals = _data_floats(parts, p, ln, s, key)
         if not all(np.isfinite(vals)):
             raise DataFileError(f"{p}:{ln}: NaN or inf value", key=key)
         if any(v < 0 for v in vals):
@@ -551,23 +570,10 @@ def load_counts(path, nbins: int, key: str = "statistics.data") -> np.ndarray:
         if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
             raise DataFileError(f"{p}: counts must be a 1-D array of finite values >= 0", key=key)
     else:
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise DataFileError(f"cannot read {p}: {exc.strerror or exc}", key=key) from None
-        except UnicodeDecodeError as exc:
-            raise DataFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
-                                key=key) from None
         vals = []
-        for ln, line in enumerate(text.splitlines(), start=1):
-            s = line.split("#", 1)[0].strip()
-            if not s:
-                continue
+        for ln, s in _data_lines(_read_data_text(p, key)):
             parts = s.replace(",", " ").split()
-            try:
-                v = float(parts[-1])
-            except ValueError:
-                raise DataFileError(f"{p}:{ln}: non-numeric value in {s!r}", key=key) from None
+            v = _data_floats(parts[-1:], p, ln, s, key)[0]
             if not np.isfinite(v) or v < 0:
                 raise DataFileError(f"{p}:{ln}: counts must be finite and >= 0, got {parts[-1]}", key=key)
             vals.append(v)
