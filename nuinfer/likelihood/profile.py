@@ -187,7 +187,7 @@ def _solve(H, g, Cx, Dx, gx):
     return -sg, -sx
 
 
-def _newton(prob: _Problem, theta, *, atol, rtol, max_iter):
+def _newton(prob: _Problem, theta, *, atol, rtol, max_iter, stop_above=np.inf):
     N = theta.shape[0]
     x = theta.copy()
     val = prob.value(x, np.arange(N))
@@ -249,7 +249,10 @@ def _newton(prob: _Problem, theta, *, atol, rtol, max_iter):
         val[active] = np.where(done | stalled, f, f_new)
         near = stalled & np.isfinite(f) & (dec <= 1e3 * (atol + rtol * np.abs(f)))
         conv[active[done | near]] = True
-        active = active[~(done | stalled)]
+        # points whose statistic, still decreasing, stays above ``stop_above`` (excluded beyond any
+        # threshold) are left there, flagged not converged: a statistic that large decides nothing
+        hopeless = ~(done | stalled) & (val[active] > stop_above) & (it >= 5)
+        active = active[~(done | stalled | hopeless)]
     return x, val, conv, it
 
 
@@ -264,7 +267,7 @@ def _as_batch(a, n_bins, key):
 
 def profile(model: BinnedModel, templates: dict, data, *, cost: str = "poisson", variance=None,
             centres=None, start=None, fix=(), method: str = "newton", atol: float = 1e-10,
-            rtol: float = 1e-12, max_iter: int = 200) -> FitResult:
+            rtol: float = 1e-12, max_iter: int = 200, stop_above: float = np.inf) -> FitResult:
     """Minimise the statistic over the model's parameters for every hypothesis of the batch.
 
     Parameters
@@ -286,6 +289,9 @@ def profile(model: BinnedModel, templates: dict, data, *, cost: str = "poisson",
     method : {"newton", "closed_form", "minuit"}
     atol, rtol, max_iter
         Convergence: Newton decrement below ``atol + rtol |statistic|``.
+    stop_above : float
+        Stop iterating (after 5 iterations) points whose statistic is still above this value; they
+        are returned flagged ``converged = False``.  Scans set it far above every threshold.
 
     Returns
     -------
@@ -330,7 +336,7 @@ def profile(model: BinnedModel, templates: dict, data, *, cost: str = "poisson",
     # with bilinear morphs a minimum can sit on a node (a kink): give Newton a short budget first,
     # settle the points on kinks, then let the rest continue
     first = min(max_iter, 12) if has_kinks else max_iter
-    x, val, conv, it = _newton(prob, x0, atol=atol, rtol=rtol, max_iter=first)
+    x, val, conv, it = _newton(prob, x0, atol=atol, rtol=rtol, max_iter=first, stop_above=stop_above)
     if not np.all(conv) and has_kinks:
         x, val, conv = _settle_on_kinks(model, prep, n, var, cost, c, free, x, val, conv, atol=atol, rtol=rtol,
                                         max_iter=first)
@@ -338,7 +344,8 @@ def profile(model: BinnedModel, templates: dict, data, *, cost: str = "poisson",
         if rest.size and max_iter > first:
             sub = _Problem(model, _rows_of(prep, rest), n[rest] if n.shape[0] > 1 else n,
                            None if var is None else (var[rest] if var.shape[0] > 1 else var), cost, c[rest], free)
-            xr_, vr, cr, it2 = _newton(sub, x[rest], atol=atol, rtol=rtol, max_iter=max_iter - first)
+            xr_, vr, cr, it2 = _newton(sub, x[rest], atol=atol, rtol=rtol, max_iter=max_iter - first,
+                                       stop_above=stop_above)
             x[rest], val[rest], conv[rest] = xr_, vr, cr
             it += it2
     return FitResult(stat, val, x, conv, "newton", names, it)

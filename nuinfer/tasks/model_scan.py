@@ -76,13 +76,17 @@ def mass_coupling_scan(model: BinnedModel, templates: Callable, data, masses, g_
     theta = np.empty((M, G, P))
     conv = np.zeros((M, G), bool)
     start = np.broadcast_to(sm.theta[0], (G, P)).copy()
+    # a point with a statistic 1e4 above the SM fit is excluded beyond any threshold: it is not
+    # iterated further (flagged not converged, counted apart from the points near the threshold)
+    stop = float(sm.minimum[0]) + 1e4
     for i in range(M):
-        r = profile(model, templates(i, g * g), data, cost=cost, variance=variance, fix=fix, start=start)
+        r = profile(model, templates(i, g * g), data, cost=cost, variance=variance, fix=fix, start=start,
+                    stop_above=stop)
         # a failed warm start (from a very different neighbour) is retried from the SM fit
-        bad = ~r.converged
+        bad = ~r.converged & (r.minimum < stop)
         if np.any(bad):
             r2 = profile(model, templates(i, g * g), data, cost=cost, variance=variance, fix=fix,
-                         start=np.broadcast_to(sm.theta[0], (G, P)))
+                         start=np.broadcast_to(sm.theta[0], (G, P)), stop_above=stop)
             better = r2.converged | (r2.minimum < r.minimum)
             r.minimum = np.where(better, r2.minimum, r.minimum)
             r.theta = np.where(better[:, None], r2.theta, r.theta)
