@@ -552,13 +552,15 @@ def write_table(rows: list[dict], stem: Path) -> tuple[Path, Path]:
 def plot_comparison(results: dict, rows: list, *, title: str, note: str):
     """Scenario overlay: distinct (colour, dash) per scenario, the baseline black and on top."""
     from nuinfer.plotting import BASELINE_STYLE, SCENARIO_STYLES, legend_figure, plot_contours
-    fig, (ax,) = legend_figure(legend_width=2.9)
+    fig, (ax,) = legend_figure(legend_width=3.6)
     styles, labels = {}, {}
     for i, r in enumerate(rows):
         k = r["scenario"]
         styles[k] = dict(BASELINE_STYLE, fill=True) if k == "baseline" else dict(
             SCENARIO_STYLES[(i - 1) % len(SCENARIO_STYLES)], lw=1.3, zorder=3, fill=False)
-        labels[k] = r["label"]
+        q = [abs(v - 1.0) for v in r["g90_ratio_to_baseline_at_m_X_MeV"].values() if v is not None]
+        close = k != "baseline" and q and max(q) < 0.03
+        labels[k] = r["label"] + (f" (within {100 * max(q):.1f}% of the baseline)" if close else "")
     plot_contours(results, ax=ax, styles=styles, labels=labels, title=title, note=note)
     return fig
 
