@@ -255,19 +255,12 @@ def validate(raw: dict) -> dict:
     if post["a"]["sigma"] is not None:
         _positive(cfg, "posterior.a.sigma")
     # models
-    from nuinfer.physics.mediators import canonical_model
     models = cfg.get("models")
     if models is None:
         models = [cfg["model"].get("name", "SM")]
     if not models:
         raise InvalidConfig("empty list; give at least one of S, P, V, A, T, B-L, Lmu-Ltau", key="models")
-    for i, m in enumerate(models):
-        if not isinstance(m, str):
-            raise InvalidConfig(f"model names are strings, got {m!r}", key=f"models[{i}]")
-        try:
-            models[i] = canonical_model(m)
-        except InvalidConfig as exc:
-            raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"models[{i}]") from None
+    _canonical_models(models, "models")
     cfg["models"] = models
     # sources
     from nuinfer.physics.sources import SOURCE_NAMES
@@ -331,16 +324,9 @@ def _bounds(cfg: dict) -> None:
     check_number(sp["g_X"], "spectrum.g_X", lo=0, hi=10.0)
     check_number(sp["m_X_MeV"], "spectrum.m_X_MeV", lo=1e-9, hi=1e9, what="MeV")
     if "models" in sp:
-        from nuinfer.physics.mediators import canonical_model
         if not sp["models"]:
             raise InvalidConfig("empty list; remove the key to use every model of signal.models", key="spectrum.models")
-        for i, m in enumerate(sp["models"]):
-            if not isinstance(m, str):
-                raise InvalidConfig(f"model names are strings, got {m!r}", key=f"spectrum.models[{i}]")
-            try:
-                sp["models"][i] = canonical_model(m)
-            except InvalidConfig as exc:
-                raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"spectrum.models[{i}]") from None
+        _canonical_models(sp["models"], "spectrum.models")
         unique(sp["models"], "spectrum.models", "models")
     unique(cfg["models"], "models", "models")
     if cfg.get("sources"):
@@ -481,6 +467,19 @@ def _check_efficiency(eff, path, key: str = "detector.efficiency") -> None:
     if not np.any(eff > 0):
         raise DataFileError(f"{path}: every efficiency value is 0, so no event would be detected; "
                             "give the detection efficiency (fractions in [0, 1]) per energy", key=key)
+
+
+def _canonical_models(models: list, key: str) -> None:
+    """Replace each name of ``models`` by its canonical model name, in place; errors keyed
+    ``key[i]``."""
+    from nuinfer.physics.mediators import canonical_model
+    for i, m in enumerate(models):
+        if not isinstance(m, str):
+            raise InvalidConfig(f"model names are strings, got {m!r}", key=f"{key}[{i}]")
+        try:
+            models[i] = canonical_model(m)
+        except InvalidConfig as exc:
+            raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"{key}[{i}]") from None
 
 
 def set_dotted(d: dict, key: str, val) -> None:

@@ -94,8 +94,7 @@ def _range(r: dict, key: str, *, allow_zero_lo: bool):
 
 def validate(raw: dict) -> dict:
     """Check a lowered ``xenonnt`` mapping and return it merged with :data:`DEFAULTS`."""
-    from nuinfer.physics.mediators import canonical_model
-    from nuinfer.spec.xenon import _check
+    from nuinfer.spec.xenon import _canonical_models, _check
 
     _check(raw, SCHEMA)
     exp = raw.get("experiment", {})
@@ -122,13 +121,7 @@ def validate(raw: dict) -> dict:
     models = cfg["signal"]["models"]
     if not models:
         raise InvalidConfig("give at least one of S, P, V, A, T, B-L, Lmu-Ltau", key="signal.models")
-    for i, m in enumerate(models):
-        if not isinstance(m, str):
-            raise InvalidConfig(f"model names are strings, got {m!r}", key=f"signal.models[{i}]")
-        try:
-            models[i] = canonical_model(m)
-        except InvalidConfig as exc:
-            raise InvalidConfig(str(exc).split(": ", 1)[-1], key=f"signal.models[{i}]") from None
+    _canonical_models(models, "signal.models")
     if len(set(models)) != len(models):
         raise InvalidConfig(f"duplicated models in {models}", key="signal.models")
     for k, r in cfg["signal"]["scan"].items():
