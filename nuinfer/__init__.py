@@ -18,7 +18,7 @@ _LAZY = {
     "Detector": ("nuinfer.physics.detector", "Detector"),
     "Quenching": ("nuinfer.physics.detector", "Quenching"),
     "Interaction": ("nuinfer.physics.mediators", "Interaction"),
-    "load": ("nuinfer.spec.xenon", "load"),
+    "load": ("nuinfer.spec", "load"),
     "scan": ("nuinfer.tasks", "scan"),
     "exclusion": ("nuinfer.tasks", "exclusion"),
     "read_netcdf": ("nuinfer.io", "read_netcdf"),

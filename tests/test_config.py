@@ -6,7 +6,7 @@ import pytest
 
 from nuinfer import spec
 from nuinfer.spec import xenon as config
-from nuinfer.exceptions import DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
+from nuinfer.exceptions import ConfigError, DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
 
 
 def test_defaults_are_paper_preset():
@@ -220,3 +220,17 @@ def test_command_refuses_a_file_of_another_family(capsys):
     assert "xenon" in lines[0] and "not 'profile'" in lines[0]
     for task in spec.TASKS["xenon"]:
         assert task in lines[0]
+
+
+def test_one_load_for_every_family_gives_one_analysis_type():
+    import nuinfer
+    for name, fam in (("fig2_cevns", "xenon"), ("dresden2_asimov", "terrestrial"), ("floor_xenon", "floor"),
+                      ("xenonnt_sr0_er", "xenonnt")):
+        a = nuinfer.load(MODELS / f"{name}.toml")
+        assert isinstance(a, spec.Analysis) and a.family == fam and a.name == name
+        assert set(a.tasks) <= set(spec.TASKS[fam]) and "inspect" in a.tasks
+    # overrides use the file's keys; errors name them
+    a = nuinfer.load(MODELS / "fig2_eves.toml", {"nuisances.sigma_sys": 0.3})
+    assert a.cfg["statistics"]["sigma_sys"] == 0.3 and a.forward_model().binning.nbins == 100
+    with pytest.raises(ConfigError, match="nuisances.sigma_sys"):
+        nuinfer.load(MODELS / "fig2_eves.toml", {"nuisances.sigma_sys": -1.0})

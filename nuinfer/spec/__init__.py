@@ -12,11 +12,13 @@ validation per family: :mod:`.xenon`, :mod:`.terrestrial`, :mod:`.xenonnt` (the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from nuinfer.spec.files import read, read_analysis, read_toml, require
 from nuinfer.spec.schema import FAMILIES, TASKS, family_of, internal_key, is_unified, lower, public_key, translated
 
 __all__ = ["FAMILIES", "TASKS", "family_of", "internal_key", "lower", "public_key", "read", "read_analysis",
-           "require", "translated", "read_toml", "is_unified", "load_xenonnt"]
+           "require", "translated", "read_toml", "is_unified", "load_xenonnt", "Analysis", "load"]
 
 
 def load_xenonnt(path_or_dict) -> dict:
@@ -28,3 +30,61 @@ def load_xenonnt(path_or_dict) -> dict:
         cfg = validate(raw)
     cfg["_path"] = path
     return cfg
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Any validated analysis file: its family, the tasks it supports and the family's validated form.
+
+    ``config`` is :class:`nuinfer.spec.xenon.Analysis`, :class:`nuinfer.spec.terrestrial.TerrestrialAnalysis`
+    or the validated mapping of a floor or xenonnt analysis; attributes not found here are looked up
+    on it (``nuinfer.load("models/fig2_cevns.toml").forward_model()``).
+    """
+
+    family: str
+    name: str
+    path: str | None
+    tasks: tuple
+    config: object = field(repr=False)
+
+    def __getattr__(self, item):
+        if item.startswith("__"):
+            raise AttributeError(item)
+        return getattr(object.__getattribute__(self, "config"), item)
+
+
+def load(path_or_dict, overrides: dict | None = None, *, data_dir=None) -> Analysis:
+    """Read and validate any analysis file (or a mapping in the file layout) -> :class:`Analysis`.
+
+    ``overrides`` use the file's dotted keys (``{"nuisances.sigma_sys": 0.2}``).
+    """
+    import copy
+
+    from nuinfer.spec.files import read_toml
+    from nuinfer.spec.schema import set_file_key
+
+    raw, path = read_toml(path_or_dict)
+    edited = copy.deepcopy(raw)
+    for k, v in (overrides or {}).items():
+        set_file_key(edited, k, v)
+    fam, low = lower(edited)
+    tasks = tuple(low.get("_tasks") or TASKS[fam])
+    internal = {internal_key(fam, k): v for k, v in (overrides or {}).items()}
+    # files keep their path (relative data paths resolve against it); overrides go in as internal keys
+    src = edited if path is None else path
+    if fam == "xenon":
+        from nuinfer.spec.xenon import load as _load
+        cfg = _load(src, internal if path is not None else None)
+        name = cfg.name
+    elif fam == "terrestrial":
+        from nuinfer.spec.terrestrial import load as _load
+        cfg = _load(src, internal if path is not None else None, data_dir=data_dir)
+        name = cfg.name
+    elif fam == "floor":
+        from nuinfer.tasks.floor import load_floor_config
+        cfg = load_floor_config(edited if overrides else src)
+        name = cfg["name"]
+    else:
+        cfg = load_xenonnt(edited if overrides else src)
+        name = cfg["name"]
+    return Analysis(fam, name, path, tasks, cfg)

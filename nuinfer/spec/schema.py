@@ -131,18 +131,30 @@ def _pop(d: dict, path: str):
     return cur.pop(parts[-1])
 
 
-def _set(d: dict, path: str, val) -> None:
+def _dotted_parent(d: dict, path: str) -> tuple[dict, str]:
+    """``(table, key)``: the table of ``d`` that holds the last key of the dotted ``path``, with
+    missing (or non-table) tables on the way created as ``{}``, and that key."""
     parts = path.split(".")
     cur = d
     for p in parts[:-1]:
         if p not in cur or not isinstance(cur[p], dict):
             cur[p] = {}
         cur = cur[p]
-    old = cur.get(parts[-1])
+    return cur, parts[-1]
+
+
+def _set(d: dict, path: str, val) -> None:
+    cur, last = _dotted_parent(d, path)
+    old = cur.get(last)
     if isinstance(old, dict) and isinstance(val, dict):
         old.update(val)
     else:
-        cur[parts[-1]] = val
+        cur[last] = val
+
+
+def set_file_key(raw: dict, key: str, val) -> None:
+    """Set a dotted analysis-file key in a raw mapping (creating tables as needed)."""
+    _set(raw, key, val)
 
 
 def _leftover(d: dict, path: str = ""):

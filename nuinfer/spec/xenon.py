@@ -73,6 +73,7 @@ from pathlib import Path
 import numpy as np
 
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnknownKey, UnphysicalInput
+from nuinfer.spec.schema import _dotted_parent
 
 
 
@@ -483,13 +484,8 @@ def _canonical_models(models: list, key: str) -> None:
 
 
 def set_dotted(d: dict, key: str, val) -> None:
-    parts = key.split(".")
-    cur = d
-    for p in parts[:-1]:
-        if p not in cur or not isinstance(cur[p], dict):
-            cur[p] = {}
-        cur = cur[p]
-    cur[parts[-1]] = val
+    cur, last = _dotted_parent(d, key)
+    cur[last] = val
 
 
 def _read_data_text(p: Path, key: str, missing: str | None = None) -> str:
