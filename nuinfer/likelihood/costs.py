@@ -90,8 +90,8 @@ def _check_sigma(value: float, name: str, *, allow_inf: bool) -> float:
     return value
 
 
-def _check_counts(x, name: str, *, n_bins: int | None = None) -> np.ndarray:
-    """Return ``x`` as a float array of finite, non-negative counts with ``n_bins`` last."""
+def _check_per_bin(x, name: str, n_bins: int | None) -> np.ndarray:
+    """Return ``x`` as a float array of finite values per bin, with ``n_bins`` (if given) last."""
     arr = np.asarray(x, dtype=float)
     if arr.ndim == 0:
         raise InvalidConfig("must be an array of counts per bin; got a scalar", key=name)
@@ -103,6 +103,12 @@ def _check_counts(x, name: str, *, n_bins: int | None = None) -> np.ndarray:
         )
     if not np.all(np.isfinite(arr)):
         raise UnphysicalInput(f"contains NaN or inf at {_first_bad(~np.isfinite(arr))}", key=name)
+    return arr
+
+
+def _check_counts(x, name: str, *, n_bins: int | None = None) -> np.ndarray:
+    """Return ``x`` as a float array of finite, non-negative counts with ``n_bins`` last."""
+    arr = _check_per_bin(x, name, n_bins)
     if np.any(arr < 0):
         raise UnphysicalInput(
             f"contains negative counts at {_first_bad(arr < 0)}; counts must be >= 0", key=name
@@ -120,17 +126,7 @@ def _check_data(x, r_sm: np.ndarray, sigma_bg: float, name: str = "data") -> np.
     negative in bins with ``n < R_bg``; only the observed total ``n = D + R_bg`` must be
     non-negative (up to a relative rounding of 1e-12).
     """
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim == 0:
-        raise InvalidConfig("must be an array of counts per bin; got a scalar", key=name)
-    if arr.shape[-1] != r_sm.size:
-        raise InvalidConfig(
-            f"must have {r_sm.size} bins along its last axis (one per energy bin); "
-            f"got shape {arr.shape}",
-            key=name,
-        )
-    if not np.all(np.isfinite(arr)):
-        raise UnphysicalInput(f"contains NaN or inf at {_first_bad(~np.isfinite(arr))}", key=name)
+    arr = _check_per_bin(x, name, r_sm.size)
     bg = background_counts(r_sm, sigma_bg)
     bad = arr + bg * (1.0 + 1e-12) < 0
     if np.any(bad):
