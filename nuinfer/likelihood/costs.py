@@ -194,13 +194,19 @@ def eq26_variance(r_sm, sigma_bg: float = 0.1) -> np.ndarray:
     return (1.0 + float(sigma_bg)) * np.asarray(r_sm, dtype=float)
 
 
-def _eq26_inputs(expected, r_sm, data, sigma_sys, sigma_bg):
-    """Validate and return (R, D, 1/sigma, sigma_sys) for Eq. (26)."""
+def _sigmas_and_r_sm(sigma_sys, sigma_bg, r_sm):
+    """Validate and return (sigma_sys, sigma_bg, r_sm) as both statistics take them."""
     sigma_sys = _check_sigma(sigma_sys, "sigma_sys", allow_inf=True)
     sigma_bg = _check_sigma(sigma_bg, "sigma_bg", allow_inf=False)
     r_sm = _check_counts(r_sm, "r_sm")
     if r_sm.ndim != 1:
         raise InvalidConfig(f"must be one-dimensional (bin,); got shape {r_sm.shape}", key="r_sm")
+    return sigma_sys, sigma_bg, r_sm
+
+
+def _eq26_inputs(expected, r_sm, data, sigma_sys, sigma_bg):
+    """Validate and return (R, D, 1/sigma, sigma_sys) for Eq. (26)."""
+    sigma_sys, sigma_bg, r_sm = _sigmas_and_r_sm(sigma_sys, sigma_bg, r_sm)
     if np.any(r_sm == 0):
         raise UnphysicalInput(
             f"is zero in bins {np.flatnonzero(r_sm == 0).tolist()}, so sigma_i = 0 in Eq. (26) "
@@ -216,11 +222,7 @@ def _eq26_inputs(expected, r_sm, data, sigma_sys, sigma_bg):
 
 def _poisson_inputs(expected, r_sm, data, sigma_sys, sigma_bg):
     """Validate and return (R, D, R_bg, sigma_sys) for the Poisson statistic."""
-    sigma_sys = _check_sigma(sigma_sys, "sigma_sys", allow_inf=True)
-    sigma_bg = _check_sigma(sigma_bg, "sigma_bg", allow_inf=False)
-    r_sm = _check_counts(r_sm, "r_sm")
-    if r_sm.ndim != 1:
-        raise InvalidConfig(f"must be one-dimensional (bin,); got shape {r_sm.shape}", key="r_sm")
+    sigma_sys, sigma_bg, r_sm = _sigmas_and_r_sm(sigma_sys, sigma_bg, r_sm)
     R = _check_counts(expected, "expected", n_bins=r_sm.size)
     D = r_sm if data is None else _check_data(data, r_sm, sigma_bg)
     return R, D, background_counts(r_sm, sigma_bg), sigma_sys
