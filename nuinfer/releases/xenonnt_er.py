@@ -448,22 +448,29 @@ def _density(counts: np.ndarray, edges: np.ndarray, eff: np.ndarray) -> np.ndarr
     return counts / np.diff(edges) * eff
 
 
+def _per_group(data: ERData, sources, edges_keV, flux_preset, n_nodes: int, counts):
+    """``(groups, fine grid, per-group densities stacked on axis 0)``: ``counts(fm)`` of each source
+    group's forward model as a density in reconstructed energy, efficiency applied."""
+    groups = _groups(sources)
+    edges = _edges(edges_keV)
+    grid = fine_grid(edges)
+    _check_covers(data, grid)
+    eff = data.efficiency(grid)
+    out = []
+    for members in groups.values():
+        fm = forward_model(members, flux_preset=flux_preset, edges_keV=edges, n_nodes=n_nodes)
+        out.append(_density(counts(fm), edges, eff))
+    return groups, grid, np.stack(out)
+
+
 def sm_solar_rate(data: ERData, *, flux_preset="b16-gs98", sources=None, edges_keV=None,
                   n_nodes: int = 8) -> xr.Dataset:
     """SM solar-neutrino EvES rate in reconstructed energy [events/(t yr keV)].
 
     Returns ``rate(group, E)`` and ``total(E)`` on the fine-grid nodes (smeared, efficiency applied).
     """
-    groups = _groups(sources)
-    edges = _edges(edges_keV)
-    grid = fine_grid(edges)
-    _check_covers(data, grid)
-    eff = data.efficiency(grid)
-    rates = []
-    for members in groups.values():
-        fm = forward_model(members, flux_preset=flux_preset, edges_keV=edges, n_nodes=n_nodes)
-        rates.append(_density(fm.sm_spectrum()["total"].values, edges, eff))
-    rate = np.stack(rates)
+    groups, grid, rate = _per_group(data, sources, edges_keV, flux_preset, n_nodes,
+                                    lambda fm: fm.sm_spectrum()["total"].values)
     u = {"units": "events/(t yr keV)"}
     return xr.Dataset(
         {"rate": (("group", "E"), rate, {**u, "long_name": "SM solar-neutrino ER rate per group"}),
@@ -483,17 +490,8 @@ def er_templates(data: ERData, interaction, m_X_MeV, *, flux_preset="b16-gs98", 
     """
     from nuinfer.physics.mediators import get_interaction
     inter = get_interaction(interaction)
-    groups = _groups(sources)
-    edges = _edges(edges_keV)
-    grid = fine_grid(edges)
-    _check_covers(data, grid)
-    eff = data.efficiency(grid)
-    T = []
-    for members in groups.values():
-        fm = forward_model(members, flux_preset=flux_preset, edges_keV=edges, n_nodes=n_nodes)
-        t = fm.templates(inter, m_X_MeV)
-        T.append(_density(t["T"].values, edges, eff))
-    T = np.stack(T)
+    groups, grid, T = _per_group(data, sources, edges_keV, flux_preset, n_nodes,
+                                 lambda fm: fm.templates(inter, m_X_MeV)["T"].values)
     m = np.atleast_1d(np.asarray(m_X_MeV, float))
     u = {"units": "events/(t yr keV)"}
     coords = _coords(data, grid, groups)
@@ -527,16 +525,8 @@ def mu_nu_template(data: ERData, *, flux_preset="b16-gs98", sources=None, edges_
     Integrated by :meth:`~nuinfer.forward.ForwardModel.kernel_counts` (elastic kinematics,
     atomic binding steps), smeared, efficiency applied.  Returns ``rate(group, E)``, ``total(E)``.
     """
-    groups = _groups(sources)
-    edges = _edges(edges_keV)
-    grid = fine_grid(edges)
-    _check_covers(data, grid)
-    eff = data.efficiency(grid)
-    rates = []
-    for members in groups.values():
-        fm = forward_model(members, flux_preset=flux_preset, edges_keV=edges, n_nodes=n_nodes)
-        rates.append(_density(fm.kernel_counts(_mu_coefficients), edges, eff))
-    rate = np.stack(rates)
+    groups, grid, rate = _per_group(data, sources, edges_keV, flux_preset, n_nodes,
+                                    lambda fm: fm.kernel_counts(_mu_coefficients))
     u = {"units": "events/(t yr keV)", "per": "(mu_nu / (1e-11 mu_B))^2"}
     return xr.Dataset(
         {"rate": (("group", "E"), rate, {**u, "long_name": "magnetic-moment rate per group"}),
