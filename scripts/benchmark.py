@@ -109,7 +109,7 @@ def nu_posterior():
     from nuinfer.spec import xenon as config
     from nuinfer.tasks.bayes import parameters_from_config
     from nuinfer.tasks import posterior as post
-    from nuinfer.tasks.paper import models_dir
+    from nuinfer.tasks.xenon import models_dir
     ana = config.load(models_dir() / "bayes_eves_vector.toml")
     fm = ana.forward_model()
     pars = parameters_from_config(ana)

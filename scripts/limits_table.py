@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from nuinfer.spec import xenon as config
-from nuinfer.tasks.paper import REFERENCE_MASSES_MEV, g90_table, models_dir, scan_model
+from nuinfer.tasks.xenon import REFERENCE_MASSES_MEV, g90_table, models_dir, scan_model
 
 CURVES = [("fig2", ["S", "P", "V", "A", "T"]), ("fig4", ["B-L", "Lmu-Ltau"])]
 

@@ -20,7 +20,7 @@ import pytest
 import xarray as xr
 
 from nuinfer import __version__
-from nuinfer.tasks import paper as workflows
+from nuinfer.tasks import xenon as xenon_tasks
 from nuinfer.cli import main
 from nuinfer.exceptions import NumericalError
 
@@ -175,7 +175,7 @@ def test_runtime_failure_exits_1(tmp_path, capsys, monkeypatch):
     def boom(*args, **kwargs):
         raise NumericalError("the profiled chi2 is NaN at m_X = 1 MeV")
 
-    monkeypatch.setattr(workflows, "run_contour", boom)
+    monkeypatch.setattr(xenon_tasks, "run_contour", boom)
     assert main(["contour", str(write(tmp_path, SMALL_CONTOUR)), "--no-plot", "-q"]) == 1
     _, err = capsys.readouterr()
     assert_one_line_error(err, "nuinfer: failed:", "NaN at m_X = 1 MeV")

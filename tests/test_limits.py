@@ -5,7 +5,7 @@ import pytest
 
 from nuinfer.spec import xenon as config
 from nuinfer.tasks import delta_chi2_threshold, exclusion
-from nuinfer.tasks.paper import models_dir, scan_model
+from nuinfer.tasks.xenon import models_dir, scan_model
 
 GRID = {"scan.m_X_MeV.n": 13, "scan.g_X.n": 160}  # m_X = 0.01 ... 1e4 MeV, half-decade steps
 

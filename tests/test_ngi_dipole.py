@@ -158,7 +158,7 @@ def test_dipole_templates_plug_into_the_scan(reactor_fm):
 def test_dipole_in_the_existing_forward_and_config_paths(tmp_path):
     # the dipole is a model name of the existing CEvNS path: spectrum, templates, TOML analyses
     from nuinfer.spec import xenon as config
-    from nuinfer.tasks import paper as workflows
+    from nuinfer.tasks import xenon as workflows
     from nuinfer.physics.mediators import canonical_model
     assert canonical_model("dipole_portal") == "dipole"
     fm = ForwardModel("cevns", sources=("8B",), binning=Binning(0.1, 1.0, 6))

@@ -23,7 +23,7 @@ import xarray as xr
 
 from nuinfer.tasks import bayes as bayes
 from nuinfer.spec import xenon as config
-from nuinfer.tasks import paper as workflows
+from nuinfer.tasks import xenon as workflows
 from nuinfer.exceptions import DataFileError, InvalidConfig, UnphysicalInput
 from nuinfer.likelihood.costs import eq26_chi2, poisson_twice_nll
 from nuinfer.likelihood.costs import background_counts
@@ -628,7 +628,7 @@ def test_corner_annotations_hide_quantiles_of_prior_dominated_parameters():
 
 def test_terrestrial_posterior_summary_has_mcse(tmp_path):
     from nuinfer.tasks import terrestrial as tw
-    from nuinfer.tasks.paper import models_dir
+    from nuinfer.tasks.xenon import models_dir
 
     res = tw.run_posterior(models_dir() / "coherent_csi2017.toml", tmp_path / "p.nc", walkers=16,
                            steps=60, seed=2, quiet=True)

@@ -66,7 +66,7 @@ TOL = {"g90_eq26": 1e-9, "g90_poisson": 1e-6, "coherent": 1e-6, "dresden": 1e-6,
 def compute_g90(process: str, model: str, statistic: str) -> list[float]:
     """g90 of one paper curve at MASSES_MEV (profile scan on templates at exactly those masses)."""
     from nuinfer.tasks import exclusion
-    from nuinfer.tasks.paper import preset, scan_model
+    from nuinfer.tasks.xenon import preset, scan_model
     ana = preset(CURVES[(process, model)], {"scan.g_X": dict(G_GRID[process]), "statistics.statistic": statistic})
     fm = ana.forward_model()
     templates = fm.templates(ana.interaction(model), np.array(MASSES_MEV))

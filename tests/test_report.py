@@ -82,7 +82,7 @@ def test_spectrum_figure_nothing_clipped_no_invisible_legend_distinct_styles():
     import matplotlib.colors as mc
 
     from nuinfer import plotting
-    from nuinfer.tasks.paper import preset, spectrum_dataset
+    from nuinfer.tasks.xenon import preset, spectrum_dataset
     ds = spectrum_dataset(preset("fig1_cevns", {"binning.n": 30}))
     per = {}
     for mo in ds["model"].values:

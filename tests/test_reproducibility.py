@@ -21,7 +21,7 @@ import pytest
 import xarray as xr
 
 from nuinfer.spec import xenon as config
-from nuinfer.tasks import paper as workflows
+from nuinfer.tasks import xenon as workflows
 from nuinfer.cli import main
 
 TINY = """

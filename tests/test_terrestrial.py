@@ -235,7 +235,7 @@ def test_dresden_asimov_workflow_per_quenching_choice(tmp_path):
 def test_ngi_posterior_path_evaluates():
     from nuinfer.spec import terrestrial as tcfg
     from nuinfer.tasks import terrestrial as tw
-    from nuinfer.tasks.paper import models_dir
+    from nuinfer.tasks.xenon import models_dir
     ana = tcfg.load(models_dir() / "dresden2_asimov.toml", {"binning.n": 13, "variants": {}})
     post, _data = tw.build_posterior(ana, "ngi")
     assert post.names[:6] == ["log10_g_S", "log10_m_S", "log10_g_V", "log10_m_V", "log10_g_T", "log10_m_T"]
@@ -268,7 +268,7 @@ def test_one_cli_runs_terrestrial_analyses_and_refuses_other_tasks(capsys):
 def test_ngi_simultaneous_point_profiles():
     from nuinfer.spec import terrestrial as tcfg
     from nuinfer.tasks import terrestrial as tw
-    from nuinfer.tasks.paper import models_dir
+    from nuinfer.tasks.xenon import models_dir
     ana = tcfg.load(models_dir() / "dresden2_asimov.toml", {"binning.n": 13, "variants": {}})
     pts = np.array([[-6.9, 0.0, -6.9, 0.0, -6.9, 0.0],     # all couplings negligible: the SM
                     [-5.0, 0.0, -6.9, 0.0, -6.9, 0.0],     # scalar only

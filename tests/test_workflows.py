@@ -9,7 +9,8 @@ import xarray as xr
 from nuinfer.spec import xenon as config
 from nuinfer.cli import main
 from nuinfer.exceptions import InvalidConfig
-from nuinfer.tasks.paper import compare, models_dir, parse_vary, scenario_overrides
+from nuinfer.tasks.paper import compare, parse_vary, scenario_overrides
+from nuinfer.tasks.xenon import models_dir
 
 SMALL = {"scan.m_X_MeV.n": 9, "scan.g_X.n": 60, "binning.n": 40}
 
@@ -105,7 +106,7 @@ def test_reproduce_quick_end_to_end(tmp_path):
 
 def test_observed_counts_include_background(tmp_path, eves_v):
     # a counts file holding SM + background (R_bg = sigma_bg R_SM) must reproduce the Asimov scan
-    from nuinfer.tasks.paper import scan_model
+    from nuinfer.tasks.xenon import scan_model
     fm = eves_v.forward_model()
     r_sm = fm.sm_spectrum()["total"].values
     (tmp_path / "n.txt").write_text("".join(f"{float(v)!r}\n" for v in r_sm * 1.1))

@@ -181,12 +181,12 @@ def cmd_spectrum(args) -> int:
         with _group(_terrestrial_outputs(ana, out)):
             res = tw.run_fit(ana, out, tasks=[], plot=not args.no_plot, quiet=args.quiet)
         return _print(res)
-    from nuinfer.tasks import paper as workflows
+    from nuinfer.tasks import xenon as _xenon_tasks
     ana = _xenon(args.analysis)
     _xenon_memory(ana, "spectrum")
     out = _out_path(args, "outputs/spectrum.nc")
     with _group(_with(out, ".png")):
-        ds, png = workflows.run_spectrum(ana, out, plot=not args.no_plot, quiet=args.quiet)
+        ds, png = _xenon_tasks.run_spectrum(ana, out, plot=not args.no_plot, quiet=args.quiet)
     totals = {m: float(ds["total_model"].sel(model=m).sum()) for m in ds["model"].values}
     return _print({"output": str(out), "plot": str(png) if png else None,
                    "sm_total": float(ds["total"].sum()), "model_totals": totals})
@@ -260,7 +260,7 @@ def cmd_contour(args) -> int:
         with _group(_terrestrial_outputs(ana, out)):
             res = tw.run_fit(ana, out, tasks=tasks, plot=not args.no_plot, quiet=args.quiet)
         return _print(res)
-    from nuinfer.tasks import paper as workflows
+    from nuinfer.tasks import xenon as _xenon_tasks
     overrides = {}
     if args.statistic:
         overrides["statistics.statistic"] = args.statistic
@@ -298,7 +298,7 @@ def cmd_contour(args) -> int:
                                          n_workers=args.workers, coverage=args.coverage, progress=not args.quiet)
         return _print(res)
     with _group(_with(out, ".png")):
-        res = workflows.run_contour(ana, out, plot=not args.no_plot, quiet=args.quiet)
+        res = _xenon_tasks.run_contour(ana, out, plot=not args.no_plot, quiet=args.quiet)
     _g90_upper_bounds(res, out)
     return _print(res)
 
@@ -452,7 +452,7 @@ def _preset(name: str, key: str = "--preset") -> Path:
     from nuinfer.tasks import terrestrial as tw
     p = tw.preset_path(name)
     if not p.is_file():
-        from nuinfer.tasks.paper import models_dir
+        from nuinfer.tasks.xenon import models_dir
         names = sorted(q.stem for q in models_dir().glob("*.toml"))
         raise ConfigError(f"no preset {name!r} in models/; choose from {', '.join(names)}", key=key)
     return p

@@ -81,7 +81,7 @@ def load(path_or_dict, overrides: dict | None = None, *, data_dir=None) -> Analy
         cfg = _load(src, internal if path is not None else None, data_dir=data_dir)
         name = cfg.name
     elif fam == "floor":
-        from nuinfer.tasks.floor import load_floor_config
+        from nuinfer.spec.floor import load_floor_config
         cfg = load_floor_config(edited if overrides else src)
         name = cfg["name"]
     else:

@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["read", "read_analysis", "read_toml", "require"]
+__all__ = ["models_dir", "read", "read_analysis", "read_toml", "require"]
 
 
 def read_toml(path_or_dict, *, what: str = "analysis", hint: str = "see models/ for presets"):
@@ -70,3 +70,14 @@ def require(path, task: str) -> str:
         raise InvalidConfig(f"{path} is a {fam} analysis: it supports {', '.join(allowed)}, not {task!r}",
                             key="command")
     return fam
+
+
+def models_dir():
+    """The repository's preset folder ``models/`` (the package is installed editable from a checkout)."""
+    from pathlib import Path
+
+    d = Path(__file__).resolve().parents[2] / "models"
+    if not d.is_dir():
+        raise InvalidConfig(f"preset folder {d} not found: run from a source checkout (pip install -e .)",
+                            key="models")
+    return d

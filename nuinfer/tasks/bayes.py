@@ -130,7 +130,7 @@ def _bin_coords(templates: xr.Dataset) -> dict:
 def _frequentist(ana: _config.Analysis, model: str, fm, templates: xr.Dataset, pars) -> xr.Dataset:
     """Profile scan of the same analysis over the prior box -> Delta surface and g90 per mass."""
     from nuinfer.tasks.contours import contour
-    from nuinfer.tasks.paper import scan_model
+    from nuinfer.tasks.xenon import scan_model
     pg = pars[1]
     box = _replace(ana, **{"scan.g_X.lo": 10.0 ** pg.lo, "scan.g_X.hi": 10.0 ** pg.hi,
                          "scan.g_X.n": FREQ_G_POINTS, "scan.g_X.scale": "log",
@@ -153,7 +153,7 @@ def _frequentist(ana: _config.Analysis, model: str, fm, templates: xr.Dataset, p
     ds[var].attrs = {"units": "1", "long_name": scan[var].attrs.get("long_name", var)}
     ds = ds.drop_vars([c for c in ds.coords if c not in ("m_X", "g_X")])
     ds.attrs["description"] = ("frequentist counterpart: profile scan of the same analysis "
-                               "(nuinfer.tasks.paper.scan_model) on the template mass grid")
+                               "(nuinfer.tasks.xenon.scan_model) on the template mass grid")
     return ds
 
 
@@ -275,7 +275,7 @@ def _run_sample(analysis, out, *, walkers: int | None = None, steps: int | None 
         templates = fm.templates(inter, 10.0 ** x)
         T = templates["T"].values
         r_sm = templates["R_SM"].values
-        from nuinfer.tasks.paper import observed_signal
+        from nuinfer.tasks.xenon import observed_signal
         obs = observed_signal(ana, r_sm)
         st = ana.cfg["statistics"]
         like = _post.TemplateLikelihood(x, T[1], T[2], r_sm, data=obs, statistic=st["statistic"],

@@ -56,7 +56,7 @@ def _config_scheduler(ana):
 
 
 def _say(msg, quiet):
-    from nuinfer.tasks.paper import _say as say
+    from nuinfer.tasks.xenon import _say as say
     say(msg, quiet)
 
 
@@ -101,7 +101,7 @@ def calibrated_contour_dataset(
     )
     from nuinfer.tasks.calibration import coverage as coverage_fn
     from nuinfer.tasks.contours import contour, template_refiner
-    from nuinfer.tasks.paper import observed_signal
+    from nuinfer.tasks.xenon import observed_signal
     from nuinfer.tasks.template_scan import scan
 
     mode = _check_choice(mode, tuple(MODES), "mode")
@@ -336,7 +336,7 @@ def run_calibrated_contour(
         ``timings``.
     """
     from nuinfer.io import write_netcdf
-    from nuinfer.tasks.paper import REFERENCE_MASSES_MEV, _analysis
+    from nuinfer.tasks.xenon import REFERENCE_MASSES_MEV, _analysis
 
     ana = _analysis(analysis, overrides)
     t0 = time.perf_counter()

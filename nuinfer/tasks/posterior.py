@@ -375,7 +375,7 @@ class TemplateLikelihood:
         if r_sm.ndim != 1:
             raise InvalidConfig(f"must have shape (bin,); got {r_sm.shape}", key="R_SM")
         # observed data are background subtracted, D = n - R_bg (may be negative where n < R_bg),
-        # exactly as the frequentist scan reads them (nuinfer.tasks.paper.observed_signal)
+        # exactly as the frequentist scan reads them (nuinfer.tasks.xenon.observed_signal)
         D = r_sm.copy() if data is None else _check_data(data, r_sm, self.sigma_bg,
                                                             "statistics.data")
         if D.ndim != 1:

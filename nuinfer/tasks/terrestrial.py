@@ -169,8 +169,8 @@ def typical_momentum_transfer(fm) -> float:
 
 
 def g90_table(scan_ds: xr.Dataset, masses=REFERENCE_MASSES_MEV) -> dict:
-    """Lowest excluded coupling at reference masses (reuses :func:`nuinfer.tasks.paper.g90_table`)."""
-    from nuinfer.tasks.paper import g90_table as _g90
+    """Lowest excluded coupling at reference masses (reuses :func:`nuinfer.tasks.xenon.g90_table`)."""
+    from nuinfer.tasks.xenon import g90_table as _g90
     return _g90(scan_ds, masses)
 
 
@@ -385,7 +385,7 @@ def run_posterior(analysis, out, *, task=None, walkers=None, steps=None, seed=No
 # --------------------------------------------------------------------------------------------
 def preset_path(name: str) -> Path:
     """Path of a preset in the repository's ``models/`` folder (e.g. ``"coherent_csi2017"``)."""
-    from nuinfer.tasks.paper import models_dir
+    from nuinfer.tasks.xenon import models_dir
     return models_dir() / (name if name.endswith(".toml") else f"{name}.toml")
 
 
