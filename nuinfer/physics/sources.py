@@ -36,7 +36,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.integrate import solve_ivp
 from scipy.interpolate import CubicSpline
 from scipy.special import erf, loggamma
 
@@ -560,6 +559,8 @@ def alpha_alpha_penetrability(E_aa, L: int = BE8_L, a: float = BE8_CHANNEL_RADIU
     def rhs(r, y):
         w = w_l / r**2 + 2.0 * _AA_ETA_K / r - k**2  # u'' = w u  (radial Coulomb equation in r)
         return np.concatenate([y[n:2 * n], w * y[:n], y[3 * n:], w * y[2 * n:3 * n]])
+
+    from scipy.integrate import solve_ivp  # only for the alpha-alpha penetrability (cached)
 
     sol = solve_ivp(rhs, (r_far, a), np.concatenate([F, k * Fp, G, k * Gp]), method="DOP853",
                     rtol=1e-11, atol=1e-14, t_eval=[a])
