@@ -26,7 +26,6 @@ from nuinfer.likelihood import profile
 from nuinfer.tasks.contours import exclusion
 from nuinfer.tasks.xenonnt import B8Cevns, ElectronRecoils
 
-from tests.test_xenonnt_8b import RAW  # noqa: F401  (the shared release, for the reference fit)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +57,7 @@ def test_8b_flux_measurement_sr0_sr1_against_publication(b8):
 def test_8b_flux_profile_agrees_with_an_independent_iminuit_fit(b8):
     """The package's profiler vs a separate iminuit implementation of the same model (bilinear
     yields, as the reference): best fit, interval ends and significance."""
-    from tests._xenonnt_reference import reference_fit
+    from _xenonnt_reference import reference_fit
 
     ref = reference_fit(b8.release, ("sr0", "sr1"))
     ds = B8Cevns(b8.release, ("sr0", "sr1"), interpolation="bilinear").flux_profile()
@@ -121,7 +120,7 @@ def test_er_unbinned_and_binned_fits_agree_on_the_sm(er):
 
 
 def test_mu_nu_limit_against_the_reference_fit_and_publication(er):
-    from tests._xenonnt_er_reference import reference_results
+    from _xenonnt_er_reference import reference_results
 
     ul = er.mu_nu_profile().attrs["upper_limit_1e11_mu_B"] * 1e-11
     # an independent iminuit implementation (free background, pp 1 %, 7Be 6 %, efficiency 5 %)
