@@ -123,3 +123,13 @@ def test_vary_takes_analysis_file_keys(eves_v):
     assert scenario_overrides("backgrounds.sigma_bg", 0.3) == {"statistics.sigma_bg": 0.3}
     a = eves_v.replace(**scenario_overrides(key, 0.2))
     assert a.cfg["statistics"]["sigma_sys"] == 0.2 and eves_v.cfg["statistics"]["sigma_sys"] == 0.1
+
+
+def test_compare_sweep_on_dask_equals_the_in_process_run():
+    from nuinfer.tasks.paper import compare as _compare
+    from nuinfer.tasks.xenon import preset
+    ana = preset("fig3_eves", {"scan.m_X_MeV.n": 4, "scan.g_X.n": 20, "binning.n": 30})
+    a, _, rows_a = _compare(ana, ["sigma_sys=0,0.2"], model="S", quiet=True)
+    b, _, rows_b = _compare(ana, ["sigma_sys=0,0.2"], model="S", quiet=True, scheduler="local-threads")
+    np.testing.assert_array_equal(a["g90"].values, b["g90"].values)
+    assert [r["g90_at_m_X_MeV"] for r in rows_a] == [r["g90_at_m_X_MeV"] for r in rows_b]

@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dotted config key and values, e.g. statistics.sigma_sys=0,0.1,0.2 (repeatable)")
     sp.add_argument("--model", help="which model of the file (default: the first)")
     sp.add_argument("--grid", type=int, metavar="N", help="points per axis (overrides the file)")
+    sp.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run one scenario per task on Dask: 'local', 'local-threads' or tcp://host:port "
+                         "(overrides [statistics] scheduler; needs pip install \"nuinfer[dask]\")")
     sp.set_defaults(func=c.cmd_compare)
 
     sp = sub.add_parser("floor", help="WIMP discovery limits, neutrino floor and fog (NetCDF + plots)")

@@ -69,7 +69,8 @@ def _warn(msg: str) -> None:
 
 
 def _print(res) -> int:
-    print(json.dumps(res, indent=2, sort_keys=True, default=str))
+    # keys in the order the tasks build them (masses in numeric order, not sorted as text)
+    print(json.dumps(res, indent=2, default=str))
     return 0
 
 
@@ -388,9 +389,13 @@ def cmd_compare(args) -> int:
     ana = _xenon(args.analysis, overrides)
     _xenon_memory(ana, "compare")
     out = _out_path(args, "outputs/compare.nc")
+    sched = args.scheduler if args.scheduler is not None else ana.cfg["statistics"].get("scheduler")
+    if sched is not None:
+        from nuinfer.engine import check_scheduler
+        sched = check_scheduler(sched, key="--scheduler" if args.scheduler is not None else "statistics.scheduler")
     with _group(_with(out, "_g90.csv", "_g90.md", ".png")):
         res = workflows.run_compare(args.analysis, args.vary, out, model=args.model, quiet=args.quiet,
-                                    grid=args.grid)
+                                    grid=args.grid, scheduler=sched)
     return _print(res)
 
 

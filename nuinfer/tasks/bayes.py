@@ -696,21 +696,18 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
     report = posterior_report(chains, pars, n_slices=n_slices)
     summ, dom = report["summary"], report["prior_dominance"]
 
-    # corner plot: titles quote median and 5-95% only where the data, not the prior, speak
+    # corner plot: quantile lines and "median and 5-95%" titles only where the data, not the prior,
+    # speak (nuinfer.tasks.posterior.corner_annotations decides, per parameter)
     fig = corner.corner(samples, bins=30, range=boxes, labels=labels, levels=(0.68, 0.9),
-                        quantiles=(0.05, 0.5, 0.95), show_titles=False,
-                        plot_datapoints=False, fill_contours=True, smooth=0.8)
+                        quantiles=(), show_titles=False, plot_datapoints=False, fill_contours=True, smooth=0.8)
+    ann = _post.corner_annotations(summ, dom, labels=dict(zip(names, labels)))
     nd = len(names)
     titles = {}
     for i, n in enumerate(names):
         ax = fig.axes[i * (nd + 1)]
-        d = dom.get(n)
-        if d is not None and d["prior_dominated"]:
-            titles[n] = f"{labels[i]}: prior-dominated (KS to prior {d['ks_distance']:.2f})"
-        else:
-            r = summ[n]
-            titles[n] = (f"{labels[i]} = ${r['q50']:.2g}^{{+{r['q95'] - r['q50']:.2g}}}"
-                         f"_{{-{r['q50'] - r['q5']:.2g}}}$ (MCSE {r['q50_mcse']:.1g})")
+        for q in ann[n]["quantile_values"]:
+            ax.axvline(q, ls="--", color="k", lw=1)
+        titles[n] = ann[n]["title"]
         ax.set_title(titles[n], fontsize=9)
     fig.suptitle(f"{model}: posterior (levels 68%, 90%; titles: median and 5-95%)", y=1.02)
     p_corner = save(fig, stem.with_name(stem.name + "_corner.png"))

@@ -191,14 +191,20 @@ class TemplateCache:
         return scan_model(ana, model, templates=self.templates[k], return_templates=True)
 
 
+def _scan_with_templates(model: str, ana):
+    """(scan, templates) of one scenario (a unit of work for the Dask engine)."""
+    return scan_model(ana, model, return_templates=True)
+
+
 def compare(analysis, vary, *, model: str | None = None, grid: int | None = None, quiet: bool = False,
-            cache: TemplateCache | None = None):
+            cache: TemplateCache | None = None, scheduler: str | None = None, n_workers: int | None = None):
     """Scan the baseline and every one-at-a-time scenario; returns (stacked Dataset, scans, table rows).
 
     Rows: ``scenario`` (``key=value``, the NetCDF coordinate), ``label`` (key, value and unit),
     ``key``, ``value``, ``unit``, ``g90_at_m_X_MeV`` and ``g90_ratio_to_baseline_at_m_X_MeV``
     (:data:`RATIO_DEFINITION`), mass keys in numeric order.  Scenarios changing only the statistics
-    reuse the baseline's templates.
+    reuse the baseline's templates.  ``scheduler`` ("local", "local-threads", a Dask address) runs
+    one task per scenario on the Dask engine (:func:`nuinfer.engine.map_tasks`); same numbers.
     """
     import xarray as xr
     from nuinfer.io import provenance_attrs
@@ -212,9 +218,19 @@ def compare(analysis, vary, *, model: str | None = None, grid: int | None = None
         for v in values:
             scenarios[f"{key}={v}"] = (key, v, ana.replace(**scenario_overrides(key, v)))
     scans, tmpl = {}, {}
-    for i, (label, (_, _, a)) in enumerate(scenarios.items()):
-        _say(f"compare [{i + 1}/{len(scenarios)}] {model}: {label}", quiet)
-        scans[label], tmpl[label] = cache.scan(a, model)
+    if scheduler in (None, "inprocess"):
+        for i, (label, (_, _, a)) in enumerate(scenarios.items()):
+            _say(f"compare [{i + 1}/{len(scenarios)}] {model}: {label}", quiet)
+            scans[label], tmpl[label] = cache.scan(a, model)
+    else:
+        import functools
+
+        from nuinfer.engine import map_tasks
+        _say(f"compare: {len(scenarios)} scenarios of {model} on the Dask engine ({scheduler})", quiet)
+        out = map_tasks(functools.partial(_scan_with_templates, model), [a for _, _, a in scenarios.values()],
+                        scheduler=scheduler, n_workers=n_workers, progress=not quiet)
+        for label, (sc, tp) in zip(scenarios, out):
+            scans[label], tmpl[label] = sc, tp
     var = scans["baseline"].attrs.get("statistic_variable", "delta_chi2")
     parts = []
     for label, s in scans.items():
@@ -306,11 +322,13 @@ def plot_comparison(results: dict, rows: list, *, title: str, note: str):
     return fig
 
 
-def run_compare(analysis, vary, out, *, model=None, quiet=False, grid=None, plot=True, cache=None):
+def run_compare(analysis, vary, out, *, model=None, quiet=False, grid=None, plot=True, cache=None, scheduler=None,
+                n_workers=None):
     from nuinfer.io import write_netcdf
     from nuinfer.plotting import PROCESS_LABEL, save
     ana = _analysis(analysis)
-    stacked, results, rows = compare(ana, vary, model=model, grid=grid, quiet=quiet, cache=cache)
+    stacked, results, rows = compare(ana, vary, model=model, grid=grid, quiet=quiet, cache=cache,
+                                     scheduler=scheduler, n_workers=n_workers)
     out = Path(out)
     write_netcdf(stacked, out)
     csv, md = write_table(rows, out.with_name(out.stem + "_g90"))
