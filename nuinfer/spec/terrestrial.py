@@ -410,6 +410,8 @@ class TerrestrialAnalysis:
             return path
         base = self.data_dir or self.cfg["data"].get("dir")
         root = Path(self.path).parent if self.path is not None else Path(".")
+        if isinstance(base, str) and base.startswith("package:"):  # data shipped in nuinfer/data/
+            return Path(__file__).resolve().parents[1] / "data" / base[len("package:"):] / path
         if base is not None:
             b = Path(base)
             root = b if b.is_absolute() or self.data_dir is not None else root / b
