@@ -63,7 +63,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy import stats
 from scipy.interpolate import CubicSpline
 
 from nuinfer.exceptions import (
@@ -369,7 +368,8 @@ def sigma_threshold(n_sigma: float, ndof: int) -> float:
 
     ``chi2.ppf(erf(n/sqrt2), ndof)``: 1, 4, 9 for one parameter; 2.30, 6.18, 11.83 for two.
     """
-    return float(stats.chi2.ppf(math.erf(n_sigma / math.sqrt(2.0)), ndof))
+    from nuinfer.tasks.model_scan import chi2_threshold
+    return chi2_threshold(math.erf(n_sigma / math.sqrt(2.0)), ndof)
 
 
 def _theta_vars(dims, theta, shape) -> dict:
@@ -378,7 +378,8 @@ def _theta_vars(dims, theta, shape) -> dict:
 
 
 def _common_attrs(statistic, nuisances, data, cl, ndof, scan_mode):
-    thr = float(stats.chi2.ppf(cl, ndof))
+    from nuinfer.tasks.model_scan import chi2_threshold
+    thr = chi2_threshold(cl, ndof)
     return dict(
         statistic=statistic, statistic_scale=STATISTICS[statistic],
         statistic_variable=f"delta_{STATISTICS[statistic]}", cl=float(cl), ndof=int(ndof), threshold=thr,
@@ -471,7 +472,8 @@ def scan_parameter(templates, values, data: BinnedData, nuisances: Nuisances, *,
         return out
 
     (l1, o1l), (h1, o1h) = interval(1.0)
-    thr = float(stats.chi2.ppf(cl, 1))
+    from nuinfer.tasks.model_scan import chi2_threshold
+    thr = chi2_threshold(cl, 1)
     (lc, ocl), (hc, och) = interval(thr)
     stat = STATISTICS[statistic]
     coord = {name: (name, x, {"units": "1", "long_name": long_name}), **data.coords()}

@@ -60,7 +60,7 @@ from typing import NamedTuple
 from nuinfer.likelihood.result import FitResult
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from nuinfer.exceptions import InvalidConfig, UnphysicalInput
 
@@ -431,7 +431,7 @@ def required_q0(z: float = 3.0, fraction: float = 0.9) -> float:
         raise UnphysicalInput(f"significance must be finite and > 0, got {z}", key="discovery.z")
     if not 0 < fraction < 1:
         raise UnphysicalInput(f"fraction of experiments must be in (0, 1), got {fraction}", key="discovery.fraction")
-    return float((z + norm.ppf(fraction)) ** 2)
+    return float((z + ndtri(fraction)) ** 2)
 
 
 def q0(data, signal, background: BackgroundModel, *, exposure=1.0, centre_phi=None, centre_t=None,

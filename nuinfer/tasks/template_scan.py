@@ -28,7 +28,6 @@ import time
 
 import numpy as np
 import xarray as xr
-from scipy import stats
 
 from nuinfer.exceptions import EmptyWindow, InvalidConfig, NumericalError, UnphysicalInput
 from nuinfer.likelihood.costs import (
@@ -77,7 +76,7 @@ _TEMPORARIES = {"eq26": 4, "poisson": 10}
 # thresholds
 # --------------------------------------------------------------------------------------------
 def delta_chi2_threshold(cl: float = 0.9, ndof: int = 2) -> float:
-    """Wilks threshold on Delta chi2: ``scipy.stats.chi2.ppf(cl, ndof)``.
+    """Wilks threshold on Delta chi2: ``chi2.ppf(cl, ndof)`` (computed as ``scipy.special.chdtri``).
 
     Parameters
     ----------
@@ -97,8 +96,9 @@ def delta_chi2_threshold(cl: float = 0.9, ndof: int = 2) -> float:
     >>> round(delta_chi2_threshold(0.9, 2), 6), round(delta_chi2_threshold(0.9, 1), 6)
     (4.60517, 2.705543)
     """
+    from nuinfer.tasks.model_scan import chi2_threshold
     cl, ndof = _check_cl(cl), _check_ndof(ndof)
-    return float(stats.chi2.ppf(cl, ndof))
+    return chi2_threshold(cl, ndof)
 
 
 def _check_cl(cl) -> float:
