@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from nuinfer.exceptions import InvalidConfig, UnphysicalInput
+from nuinfer.likelihood.model import NodeSpline
 from nuinfer.tasks import contour
 from nuinfer.tasks import datafit as df
 from nuinfer.tasks.posterior import Parameter, Posterior, run_sampler
@@ -57,12 +58,12 @@ def test_fixed_and_free_nuisances():
 
 def test_eta_spline_exact_at_nodes_and_clamped():
     nodes, S, _, _ = _toy()
-    sp = df.EtaSpline(nodes, S)
+    sp = NodeSpline(nodes, S)
     for k, a in enumerate(nodes):
         assert sp(np.full(S.shape[1], a)) == pytest.approx(S[k], rel=1e-12)
     assert sp(np.full(S.shape[1], 10.0)) == pytest.approx(S[-1], rel=1e-12)
     with pytest.raises(InvalidConfig):
-        df.EtaSpline(nodes[:3], S[:3])
+        NodeSpline(nodes[:3], S[:3])
 
 
 def test_validation_errors():

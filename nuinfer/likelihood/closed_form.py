@@ -17,21 +17,9 @@ import numpy as np
 
 from nuinfer.exceptions import InvalidConfig
 from nuinfer.likelihood.result import FitResult
+from nuinfer.likelihood.single import _profile_eq26_scaled
 
-__all__ = ["profile_single_norm", "single_norm_kernel"]
-
-
-def single_norm_kernel(R, D, inv_sd, sigma: float, centre: float = 1.0):
-    """``(minimum, b_hat)`` over leading batch dims for ``R``, ``D = n - B`` (..., bin).
-
-    ``inv_sd`` = ``1/sqrt(var)`` per bin (broadcasts); ``sigma`` the constraint width (inf: free).
-    """
-    v = R * inv_sd
-    d = D * inv_sd
-    w = 0.0 if not np.isfinite(sigma) else 1.0 / (sigma * sigma)
-    b = (np.einsum("...i,...i->...", d, v) + centre * w) / (np.einsum("...i,...i->...", v, v) + w)
-    r = d - b[..., None] * v
-    return np.einsum("...i,...i->...", r, r) + (b - centre) ** 2 * w, b
+__all__ = ["profile_single_norm"]
 
 
 def profile_single_norm(model, prep, n, var, cost, centres, free, stat):
@@ -58,7 +46,7 @@ def profile_single_norm(model, prep, n, var, cost, centres, free, stat):
             raise InvalidConfig(f"{name!r} appears twice in {c.name!r}", key="nuisances")
     nn = n if n.shape[0] == N else np.broadcast_to(n, (N, n.shape[1]))
     inv_sd = 1.0 / np.sqrt(var)
-    minimum, b = single_norm_kernel(R, nn - B, inv_sd, model.parameters[p].sigma, centres[:, p])
+    minimum, b = _profile_eq26_scaled(R * inv_sd, (nn - B) * inv_sd, model.parameters[p].sigma, centres[:, p])
     theta = centres.copy()
     theta[:, p] = b
     return FitResult(stat, minimum, theta, np.isfinite(minimum), "closed_form", model.parameter_names)

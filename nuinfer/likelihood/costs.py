@@ -245,14 +245,15 @@ def _check_finite(x, name: str, n_bins: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # numerically careful kernels (no validation; used in hot paths)
 # --------------------------------------------------------------------------------------------
-def _eq26_kernel(b, v, d, sigma_sys: float):
+def _eq26_kernel(b, v, d, sigma_sys: float, centre=1.0):
     """Eq. (26) at normalisation ``b = 1 + a`` from scaled inputs ``v = R/sigma``, ``d = D/sigma``.
 
-    Sum of squares of the residuals ``d - b v`` plus the constraint: non-negative terms only.
+    Sum of squares of the residuals ``d - b v`` plus the constraint ``((b - centre)/sigma_sys)^2``
+    (``centre`` = 1, or an auxiliary value drawn for a toy): non-negative terms only.
     """
     b = np.asarray(b, dtype=float)
     r = d - b[..., None] * v
-    return np.einsum("...i,...i->...", r, r) + _constraint(b - 1.0, sigma_sys)
+    return np.einsum("...i,...i->...", r, r) + _constraint(b - centre, sigma_sys)
 
 
 def _x_minus_log1p(x):

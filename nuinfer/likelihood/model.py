@@ -36,7 +36,7 @@ from scipy.interpolate import CubicSpline
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
 
-__all__ = ["BinnedModel", "Component", "Morph", "Parameter", "PolyTemplate", "ShapeSys"]
+__all__ = ["BinnedModel", "Component", "Morph", "NodeSpline", "Parameter", "PolyTemplate", "ShapeSys"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,19 +212,64 @@ class Component:
     shapesys: str | None = None
 
 
-class _Spline:
-    """Cubic-spline coefficients of node templates (K, N, n) along K, evaluated per batch row."""
+class NodeSpline:
+    """Cubic spline (not-a-knot) along one parameter of templates given at its nodes (the ``spline``
+    morph; e.g. the quenching scale ``a_qf`` of the data fits).
+
+    Parameters
+    ----------
+    nodes : array_like, shape (K,)
+        Parameter values of the nodes (K = 1: no morph; else K >= 4, increasing).
+    values : array_like, shape (K, P, bin)
+        Templates of P hypotheses at the nodes (P = 1: shared by every row).
+    """
 
     def __init__(self, nodes, values):
-        self.nodes = nodes
-        self.c = CubicSpline(nodes, values, axis=0, bc_type="not-a-knot").c  # (4, K-1, N, n)
+        self.nodes = np.asarray(nodes, float)
+        v = np.asarray(values, float)
+        if v.ndim != 3 or v.shape[0] != self.nodes.size:
+            raise InvalidConfig(f"values need shape (K={self.nodes.size}, P, bin); got {v.shape}",
+                                key="templates")
+        self.K = self.nodes.size
+        self.P = v.shape[1]
+        if self.K == 1:
+            self._v = v[0]
+            return
+        if self.K < 4 or np.any(np.diff(self.nodes) <= 0):
+            raise InvalidConfig("morphing nodes must be >= 4 increasing values", key="nuisances.qf_nodes")
+        # coefficients (4, K-1, P, bin): one cubic per interval
+        self._c = CubicSpline(self.nodes, v, axis=0, bc_type="not-a-knot").c
 
-    def __call__(self, rows, p):
-        k = np.clip(np.searchsorted(self.nodes, p, side="right") - 1, 0, self.nodes.size - 2)
-        cc = self.c[:, k, rows if self.c.shape[2] > 1 else 0, :]
-        t = (p - self.nodes[k])[:, None]
+    @property
+    def lo(self) -> float:
+        return float(self.nodes[0])
+
+    @property
+    def hi(self) -> float:
+        return float(self.nodes[-1])
+
+    def at(self, rows, eta, *, derivative: bool = False):
+        """Templates (and d/dparameter) of hypotheses ``rows`` at their ``eta`` values, shape (R, bin);
+        ``eta`` is clamped to the node range."""
+        rows = np.asarray(rows)
+        if self.P == 1:
+            rows = np.zeros_like(rows)
+        if self.K == 1:
+            v = self._v[rows]
+            return (v, np.zeros_like(v)) if derivative else v
+        eta = np.clip(np.asarray(eta, float), self.lo, self.hi)
+        k = np.clip(np.searchsorted(self.nodes, eta, side="right") - 1, 0, self.K - 2)
+        cc = self._c[:, k, rows, :]  # (4, R, bin)
+        t = (eta - self.nodes[k])[:, None]
         val = ((cc[0] * t + cc[1]) * t + cc[2]) * t + cc[3]
-        return val, [(3.0 * cc[0] * t + 2.0 * cc[1]) * t + cc[2]]
+        if not derivative:
+            return val
+        return val, (3.0 * cc[0] * t + 2.0 * cc[1]) * t + cc[2]
+
+    def __call__(self, eta, *, derivative: bool = False):
+        """Signal of all P hypotheses at per-hypothesis ``eta`` (P,)."""
+        return self.at(np.arange(self.P), np.broadcast_to(np.asarray(eta, float), (self.P,)),
+                       derivative=derivative)
 
 
 def _hat_weights(x, p):
@@ -366,7 +411,7 @@ class BinnedModel:
                                     key="templates")
             entry = {"T": T, "N": T.shape[1]}
             if c.morph is not None and c.morph.kind == "spline":
-                entry["spline"] = _Spline(c.morph.nodes[0], T)
+                entry["spline"] = NodeSpline(c.morph.nodes[0], T)
             out[c.name] = entry
         for s in self.shapesys:
             if s.group.size != n_bins:
@@ -434,8 +479,8 @@ class BinnedModel:
         if m is None:
             return T[0, r], []
         if m.kind == "spline":
-            p = theta[:, self._index[m.params[0]]]
-            return entry["spline"](rows, p)
+            val, der = entry["spline"].at(rows, theta[:, self._index[m.params[0]]], derivative=True)
+            return val, [der]
         if m.kind == "poly":
             p = theta[:, self._index[m.params[0]]][:, None]
             K = T.shape[0]

@@ -402,7 +402,7 @@ def _settle_on_kinks(model, prep, n, var, cost, c, free, x, val, conv, *, atol, 
 
 def _rows_of(prep, rows):
     """Prepared templates restricted to batch ``rows`` (templates shared by the batch stay)."""
-    from nuinfer.likelihood.model import _Spline
+    from nuinfer.likelihood.model import NodeSpline
 
     out = {}
     for k, v in prep.items():
@@ -417,7 +417,7 @@ def _rows_of(prep, rows):
         e = {"T": T[:, rows] if T.shape[1] > 1 else T}
         e["N"] = e["T"].shape[1]
         if "spline" in v:
-            e["spline"] = _Spline(v["spline"].nodes, e["T"])
+            e["spline"] = NodeSpline(v["spline"].nodes, e["T"])
         out[k] = e
     return out
 

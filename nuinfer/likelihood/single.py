@@ -63,21 +63,24 @@ def _result(statistic: str, minimum, a_hat, converged, method: str) -> FitResult
 # --------------------------------------------------------------------------------------------
 # kernels on prepared arrays (no validation; used by scan.py on chunks of the grid)
 # --------------------------------------------------------------------------------------------
-def _profile_eq26_scaled(v, d, sigma_sys: float):
+def _profile_eq26_scaled(v, d, sigma_sys: float, centre=1.0):
     """Closed-form profile of Eq. (26) from ``v = R/sigma`` (..., n) and ``d = D/sigma``.
 
-    Returns ``(chi2_min, b_hat)`` with ``b_hat = 1 + a_hat``.
+    ``b_hat = (d.v + centre/sigma_sys^2) / (v.v + 1/sigma_sys^2)``: a ratio of sums, then the
+    minimum as a sum of non-negative terms (:func:`~nuinfer.likelihood.costs._eq26_kernel`).
+    ``centre`` is the constraint's auxiliary value (1; a toy's draw).  Returns ``(chi2_min, b_hat)``
+    with ``b_hat = 1 + a_hat``.
     """
     if sigma_sys == 0.0:
-        b = np.ones(v.shape[:-1])
+        b = np.broadcast_to(np.asarray(centre, float), v.shape[:-1]).copy()
     else:
         inv_s2 = _inv_sigma_sys2(sigma_sys)
         dv = v @ d if d.ndim == 1 else np.einsum("...i,...i->...", v, d)
         vv = np.einsum("...i,...i->...", v, v)
         den = vv + inv_s2
         with np.errstate(divide="ignore", invalid="ignore"):
-            b = np.where(den > 0, (dv + inv_s2) / np.where(den > 0, den, 1.0), 1.0)
-    return _eq26_kernel(b, v, d, sigma_sys), b
+            b = np.where(den > 0, (dv + centre * inv_s2) / np.where(den > 0, den, 1.0), centre)
+    return _eq26_kernel(b, v, d, sigma_sys, centre), b
 
 
 def _profile_eq26_templates(Ts, g2, d, sigma_sys: float):

@@ -63,7 +63,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy.interpolate import CubicSpline
 
 from nuinfer.exceptions import (
     InvalidConfig,
@@ -71,6 +70,7 @@ from nuinfer.exceptions import (
     UnphysicalInput,
 )
 from nuinfer.likelihood.data import BinnedData, Nuisances, qf_nodes  # noqa: F401  (part of this task's API)
+from nuinfer.likelihood.model import NodeSpline
 from nuinfer.likelihood.result import FitResult
 
 __all__ = [
@@ -78,7 +78,6 @@ __all__ = [
     "STATISTICS",
     "BinnedData",
     "DataFitLikelihood",
-    "EtaSpline",
     "FitResult",
     "Nuisances",
     "mass_coupling_signal",
@@ -107,62 +106,6 @@ _A_MIN = -0.99  # normalisations stay positive
 # --------------------------------------------------------------------------------------------
 # morphing in a_qf
 # --------------------------------------------------------------------------------------------
-class EtaSpline:
-    """Cubic spline (not-a-knot) in ``a_qf`` of signals given at the morphing nodes.
-
-    Parameters
-    ----------
-    nodes : array_like, shape (K,)
-        ``a_qf`` nodes (K = 1: no quenching nuisance; else K >= 4, increasing).
-    values : array_like, shape (K, P, bin)
-        Signals of P hypotheses at the nodes.
-    """
-
-    def __init__(self, nodes, values):
-        self.nodes = np.asarray(nodes, float)
-        v = np.asarray(values, float)
-        if v.ndim != 3 or v.shape[0] != self.nodes.size:
-            raise InvalidConfig(f"values need shape (K={self.nodes.size}, P, bin); got {v.shape}",
-                                key="templates")
-        self.K = self.nodes.size
-        self.P = v.shape[1]
-        if self.K == 1:
-            self._v = v[0]
-            return
-        if self.K < 4 or np.any(np.diff(self.nodes) <= 0):
-            raise InvalidConfig("morphing nodes must be >= 4 increasing values", key="nuisances.qf_nodes")
-        # coefficients (4, K-1, P, bin): one cubic per interval
-        self._c = CubicSpline(self.nodes, v, axis=0, bc_type="not-a-knot").c
-
-    @property
-    def lo(self) -> float:
-        return float(self.nodes[0])
-
-    @property
-    def hi(self) -> float:
-        return float(self.nodes[-1])
-
-    def at(self, rows, eta, *, derivative: bool = False):
-        """Signal (and d/da_qf) of hypotheses ``rows`` at their ``eta`` values, shape (R, bin)."""
-        rows = np.asarray(rows)
-        if self.K == 1:
-            v = self._v[rows]
-            return (v, np.zeros_like(v)) if derivative else v
-        eta = np.clip(np.asarray(eta, float), self.lo, self.hi)
-        k = np.clip(np.searchsorted(self.nodes, eta, side="right") - 1, 0, self.K - 2)
-        cc = self._c[:, k, rows, :]  # (4, R, bin)
-        t = (eta - self.nodes[k])[:, None]
-        val = ((cc[0] * t + cc[1]) * t + cc[2]) * t + cc[3]
-        if not derivative:
-            return val
-        return val, (3.0 * cc[0] * t + 2.0 * cc[1]) * t + cc[2]
-
-    def __call__(self, eta, *, derivative: bool = False):
-        """Signal of all P hypotheses at per-hypothesis ``eta`` (P,)."""
-        return self.at(np.arange(self.P), np.broadcast_to(np.asarray(eta, float), (self.P,)),
-                       derivative=derivative)
-
-
 # --------------------------------------------------------------------------------------------
 # the objective and its profile
 # --------------------------------------------------------------------------------------------
@@ -640,7 +583,7 @@ class DataFitLikelihood:
         S = np.asarray(self.signal(theta[:, :self.n_phys]), float)
         if S.ndim == 2:
             S = S[None]
-        sp = EtaSpline(self.nodes, S)
+        sp = NodeSpline(self.nodes, S)
         Sv = sp(nu[:, 2])
         return _mu(nu, np.maximum(Sv, 0.0), self.su.B)
 
