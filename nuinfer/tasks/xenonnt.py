@@ -350,11 +350,10 @@ def run_contour(analysis, out, *, models=None, plot: bool = True, quiet: bool = 
     import time
     from pathlib import Path
 
-    import xarray as xr
 
     from nuinfer.io import provenance_attrs, write_netcdf
     from nuinfer.spec.xenonnt import grid
-    from nuinfer.tasks.contours import exclusion
+    from nuinfer.tasks.xenon import contour_results, stack_scans, with_exclusion
 
     t0 = time.perf_counter()
     cfg = _config(analysis)
@@ -362,18 +361,19 @@ def run_contour(analysis, out, *, models=None, plot: bool = True, quiet: bool = 
     masses = grid(cfg["signal"]["scan"]["m_X_MeV"])
     gs = grid(cfg["signal"]["scan"]["g_X"])
     models = list(models or cfg["signal"]["models"])
-    scans, g90 = {}, {}
+    scans = {}
     for mo in models:
         _say(f"contour: {cfg['name']}: {mo} on {masses.size} x {gs.size} points, every nuisance profiled", quiet)
-        ds = lk.scan(mo, masses, gs, cl=cfg["statistics"]["cl"], ndof=cfg["statistics"]["ndof"])
-        ex = exclusion(ds)
-        ds["g90"] = ex["g90"]
-        ds["g90_status"] = ex["g90_status"]
-        scans[mo] = ds
-        pick = np.unique(np.linspace(0, masses.size - 1, min(masses.size, 9)).round().astype(int))
+        scans[mo] = lk.scan(mo, masses, gs, cl=cfg["statistics"]["cl"], ndof=cfg["statistics"]["ndof"])
+    # g90, the excluded g_X intervals and the region lines of every model, as in the paper's files
+    results = contour_results(scans)
+    stacked = with_exclusion(stack_scans(scans), results)
+    pick = np.unique(np.linspace(0, masses.size - 1, min(masses.size, 9)).round().astype(int))
+    g90 = {}
+    for mo in models:
+        ex = stacked.sel(model=mo)
         g90[mo] = [[float(masses[k]), float(ex["g90"].values[k]) if ex["g90_status"].values[k] != 1 else None]
                    for k in pick]
-    stacked = xr.concat(list(scans.values()), dim="model", combine_attrs="drop_conflicts").assign_coords(model=models)
     cfg_json = {k: v for k, v in cfg.items() if not k.startswith("_")}
     stacked.attrs.update(provenance_attrs(config=json.loads(json.dumps(cfg_json, default=str))))
     stacked.attrs.update(data_set=scans[models[0]].attrs.get("data_set", ""), calibration="asymptotic")
