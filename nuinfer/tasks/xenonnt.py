@@ -443,22 +443,15 @@ def run_profile(analysis, out, *, plot: bool = True, quiet: bool = False) -> dic
     return res
 
 
-def _interp_log_mass(T, log_m_grid, log_m):
-    """Linear interpolation in log10 m of templates (..., M, ...) along axis 1 -> (..., W, ...)."""
-    i = np.clip(np.searchsorted(log_m_grid, log_m, side="right") - 1, 0, log_m_grid.size - 2)
-    w = (log_m - log_m_grid[i]) / (log_m_grid[i + 1] - log_m_grid[i])
-    shape = (1, -1) + (1,) * (T.ndim - 2)
-    return T[:, i] * (1.0 - w).reshape(shape) + T[:, i + 1] * w.reshape(shape)
-
-
 def build_posterior(analysis, model: str | None = None, *, mass_grid_n: int = 241):
     """emcee posterior over (log10 m_X, log10 g_X) and every constrained nuisance of the real-data
     likelihood: flat priors on the logs over the file's scan ranges, the nuisances' Gaussian
     constraints as priors (truncated to their bounds), free normalisations uniform on [0, 3].
-    Templates are tabulated every 1/40 decade in mass and interpolated linearly in log10 m."""
+    The mass-dependent templates are tabulated on ``mass_grid_n`` masses and interpolated with the
+    posterior's cubic spline in log10 m (:class:`~nuinfer.tasks.posterior.TemplateInterpolator`)."""
     from nuinfer.likelihood import bin_cost
     from nuinfer.tasks.posterior import Parameter as Prior
-    from nuinfer.tasks.posterior import Posterior
+    from nuinfer.tasks.posterior import Posterior, TemplateInterpolator
 
     cfg = _config(analysis)
     lk = build(cfg)
@@ -485,13 +478,16 @@ def build_posterior(analysis, model: str | None = None, *, mass_grid_n: int = 24
         T = lk.er.er_templates(lk.data, model, 10.0 ** lm, flux_preset=lk.flux_preset)
         tab = np.moveaxis(lk.columns(T["T"].transpose("group", "power", "m_X", "E").values), 0, 2)  # (3, M, group, n)
 
+    inner = tab.shape[2:]
+    T0 = tab[0, 0]  # the SM: the same at every mass
+    interp = TemplateInterpolator(lm, tab[1].reshape(lm.size, -1), tab[2].reshape(lm.size, -1))
+
     def log_likelihood(theta):
         theta = np.atleast_2d(theta)
         W = theta.shape[0]
         g2 = 10.0 ** (2.0 * theta[:, 1])
-        S = _interp_log_mass(tab, lm, theta[:, 0])  # (3, W, ...)
-        sig = S[0] + g2.reshape((-1,) + (1,) * (S.ndim - 2)) * S[1] + \
-            (g2 * g2).reshape((-1,) + (1,) * (S.ndim - 2)) * S[2]  # (W, ...)
+        T1, T2 = interp(theta[:, 0])
+        sig = T0[None] + (g2[:, None] * T1 + (g2 * g2)[:, None] * T2).reshape((W,) + inner)  # (W, ...)
         if isinstance(lk, B8Cevns):
             T = lk.templates(np.moveaxis(sig, 0, 1))  # (49, W, n)
         else:
