@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,20 @@ def test_no_silent_nan_in_scans(b8):
     for v in ds.data_vars.values():
         assert np.all(np.isfinite(v.values))
     assert math.isfinite(ds.attrs["statistic_min"])
+
+
+def test_real_data_posterior_reopens_in_the_arviz_layout(tmp_path, er):
+    import arviz as az
+    import xarray as xr
+
+    from nuinfer.tasks import xenonnt
+    out = tmp_path / "post.nc"
+    preset = Path(__file__).resolve().parents[1] / "models" / "xenonnt_sr0_er.toml"
+    res = xenonnt.run_sample(preset, out, model="V", walkers=16, steps=60, quiet=True)
+    assert set(res["summary"]) >= {"log10_m_X", "log10_g_X", "bkg", "f_pp"}
+    assert all("q50_mcse" in r for r in res["summary"].values())
+    tree = xr.open_datatree(out)
+    lp = tree["sample_stats"]["lp"].values
+    assert np.all(np.isfinite(lp))
+    idata = az.from_netcdf(out)
+    assert "posterior" in idata.groups() and "warmup_posterior" in idata.groups()
