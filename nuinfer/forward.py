@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
-from scipy.interpolate import CubicHermiteSpline
 
 from nuinfer import __version__
 from nuinfer.constants import HBARC2_MEV2_CM2, KEV, SECONDS_PER_YEAR, tonne_year_targets
 from nuinfer.physics.detector import Binning, Detector, Quenching, lindhard_k
+from nuinfer.physics.interp import hermite
 from nuinfer.exceptions import EmptyWindow, InvalidConfig, UnphysicalInput
 from nuinfer.physics import cevns, eves
 from nuinfer.physics import oscillation as osc
@@ -92,10 +92,8 @@ class Channel:
             return out
         E, f = self.E, self.dphi
         x = np.clip(Emin, E[0], E[-1])
-        for j in range(3):
-            g = f * E ** (-j)
-            spl = CubicHermiteSpline(E, self.upper[j], -g, extrapolate=False)
-            out[j] = np.where(Emin >= E[-1], 0.0, spl(x))
+        slopes = -np.stack([f * E ** (-j) for j in range(3)])  # d/dE_min of the upper integrals
+        out[:] = np.where(Emin >= E[-1], 0.0, hermite(E, self.upper, slopes, x))
         return np.maximum(out, 0.0)
 
 

@@ -34,7 +34,6 @@ import time
 from pathlib import Path, PurePath
 
 import numpy as np
-import xarray as xr
 
 from nuinfer.exceptions import DataFileError, InvalidConfig, NuinferError
 
@@ -163,6 +162,8 @@ def _sanitize_dataset(ds: xr.Dataset, where: str) -> xr.Dataset:
 
 
 def _sanitize(obj):
+    import xarray as xr
+
     if isinstance(obj, xr.DataTree):
         nodes = {node.path: _sanitize_dataset(node.to_dataset(inherit=False), f"{node.path}:")
                  for node in obj.subtree}
@@ -1102,6 +1103,8 @@ def read_netcdf(path, *, group: str | None = None) -> xr.Dataset:
     DataFileError
         The file does not exist or is not a readable NetCDF file.
     """
+    import xarray as xr
+
     path = _check_readable(path)
     try:
         with xr.open_dataset(path, engine="netcdf4", group=group) as ds:
@@ -1127,6 +1130,8 @@ def read_datatree(path) -> xr.DataTree:
     DataFileError
         The file does not exist or is not a readable NetCDF file.
     """
+    import xarray as xr
+
     path = _check_readable(path)
     try:
         with xr.open_datatree(path, engine="netcdf4") as tree:
@@ -1166,6 +1171,7 @@ def provenance_attrs(config=None, seed: int | None = None) -> dict:
         ISO 8601), ``config_json``, ``seed``: str or numbers only.
     """
     import scipy
+    import xarray as xr
 
     import nuinfer
 

@@ -180,3 +180,32 @@ def test_b8_cevns_above_3_kevnr_matches_bahcall_table():
     ours = float(ForwardModel("cevns", **kw).sm_spectrum()["total"].sum())
     ref = float(ForwardModel("cevns", user_tables={"8B": tab}, **kw).sm_spectrum()["total"].sum())
     assert ours == pytest.approx(ref, rel=0.03)
+
+
+def test_shipped_table_is_the_exact_spectrum():
+    """The default spectrum is read from nuinfer/data/b8_spectrum_table.txt (speed, issue 16): the
+    interpolant equals b8_spectrum_exact to 3e-8 of the peak everywhere (the exact quadrature's own
+    accuracy) and to 1e-8 relative on 1-15 MeV; a table for other constants is not used."""
+    assert src._b8_table() is not None, "the shipped 8B table is missing or stale (scripts/make_b8_table.py)"
+    E = np.sort(np.random.default_rng(7).uniform(0.0, src.B8_E_NU_MAX, 4000))
+    fast, exact = src.b8_spectrum(E), src.b8_spectrum_exact(E)
+    peak = exact.max()
+    assert np.max(np.abs(fast - exact)) < 3e-8 * peak
+    mid = (E > 1.0) & (E < 15.0)
+    assert np.max(np.abs(fast[mid] / exact[mid] - 1.0)) < 1e-8
+    # other parameters go to the exact computation (no table)
+    p = (3.3, 1.1825, -19.0161)
+    np.testing.assert_array_equal(src.b8_spectrum(E[:50], p), src.b8_spectrum_exact(E[:50], p))
+
+
+def test_shipped_table_regenerates_from_its_script():
+    import importlib.util
+    script = Path(__file__).parents[1] / "scripts" / "make_b8_table.py"
+    spec = importlib.util.spec_from_file_location("make_b8_table", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    E, f, d = src._b8_table()
+    t = mod.table()
+    np.testing.assert_allclose(t[:, 0], E, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(t[:, 1], f, rtol=1e-12, atol=1e-12 * f.max())
+    np.testing.assert_allclose(t[:, 2], d, rtol=1e-9, atol=1e-9 * np.abs(d).max())
