@@ -63,17 +63,29 @@ def save(fig, path, *, tight: bool | None = None) -> Path:
     (figures from :func:`legend_figure` are laid out already, and the tight pass costs a third of
     the save).
     """
+    from nuinfer import render
     from nuinfer.io import atomic_target
     path = Path(path)
-    if tight is None:
-        tight = not getattr(fig, "_nuinfer_fixed_layout", False)
+    r = render.current()
+    if r is not None and r.parallel:  # drawn by the figure worker (nuinfer.render)
+        return r.submit_figure(fig, path)
     try:
         with atomic_target(path) as tmp:
-            fig.savefig(tmp, dpi=_DPI, bbox_inches="tight" if tight else None,
-                        format=path.suffix.lstrip(".") or "png")
+            write_figure(fig, tmp, path.suffix.lstrip(".") or "png", tight=tight)
     finally:
         plt.close(fig)
     return path
+
+
+def write_figure(fig, file, fmt: str = "png", *, tight: bool | None = None) -> None:
+    """Draw ``fig`` into ``file`` (no atomic rename; :func:`save` and :mod:`nuinfer.render` add it)
+    and close it.  ``tight`` as in :func:`save`."""
+    if tight is None:
+        tight = not getattr(fig, "_nuinfer_fixed_layout", False)
+    try:
+        fig.savefig(file, dpi=_DPI, bbox_inches="tight" if tight else None, format=fmt)
+    finally:
+        plt.close(fig)
 
 
 def legend_figure(ncols: int = 1, nrows: int = 1, *, panel=(4.3, 3.5), legend_width: float = 2.0,

@@ -298,8 +298,9 @@ def cmd_contour(args) -> int:
                                          nuisances=args.nuisances, seed=seed, scheduler=sched,
                                          n_workers=args.workers, coverage=args.coverage, progress=not args.quiet)
         return _print(res)
-    with _group(_with(out, ".png")):
-        res = _xenon_tasks.run_contour(ana, out, plot=not args.no_plot, quiet=args.quiet)
+    from nuinfer.render import Renderer
+    with _group(_with(out, ".png")), Renderer(parallel=None if not args.no_plot else False) as figures:
+        res = _xenon_tasks.run_contour(ana, out, plot=not args.no_plot, quiet=args.quiet, figures=figures)
     _g90_upper_bounds(res, out)
     return _print(res)
 

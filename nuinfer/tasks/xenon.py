@@ -260,7 +260,11 @@ def calibration_note(scan_ds, data: str | None = None) -> str:
     return f"{data}\n{txt}" if data else txt
 
 
-def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool = False, models=None):
+def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool = False, models=None,
+                figures=None):
+    """Scan every model of the analysis, write the stacked scan with g90 and the excluded intervals
+    (NetCDF) and the contour figure.  ``figures``: a :class:`nuinfer.render.Renderer` that draws the
+    figure beside the rest of the command (the file appears when it finishes); default: drawn here."""
     from nuinfer.io import provenance_attrs, write_netcdf
     ana = _analysis(analysis, overrides)
     t0 = time.perf_counter()
@@ -281,10 +285,10 @@ def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool
     write_netcdf(ds, out)
     png = None
     if plot:
-        from nuinfer.plotting import PROCESS_LABEL, plot_contours, save
-        fig = plot_contours(results, title=f"{PROCESS_LABEL[ana.process]}: {ana.name}",
-                            note=calibration_note(scans[use[0]], data_label(ana)))
-        png = save(fig, out.with_suffix(".png"))
+        from nuinfer.render import Renderer
+        r = figures if figures is not None else Renderer(parallel=False)
+        png = r.submit(out.with_suffix(".png"), _contour_figure, results, ana.process, ana.name,
+                       calibration_note(scans[use[0]], data_label(ana)))
     g90 = {mo: mass_keyed(g90_table(results[mo])) for mo in use}
     res = {
         "output": str(out),
@@ -298,6 +302,12 @@ def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool
     }
     _say(f"wrote {out}" + (f" and {png}" if png else ""), quiet)
     return res
+
+
+def _contour_figure(results, process, name, note):
+    """The figure of :func:`run_contour` (a figure job: module level, picklable arguments)."""
+    from nuinfer.plotting import PROCESS_LABEL, plot_contours
+    return plot_contours(results, title=f"{PROCESS_LABEL[process]}: {name}", note=note)
 
 
 def preset(name: str, overrides: dict | None = None) -> _config.Analysis:

@@ -1,0 +1,257 @@
+"""Figures drawn by a worker process while the command goes on computing.
+
+Drawing and encoding a figure costs a CPU-bound 0.1-1 s, and importing matplotlib another
+0.5 s; on a machine with two or more cores that work can run beside the physics.  A
+:class:`Renderer` forks one worker at creation (POSIX), which imports matplotlib and
+:mod:`nuinfer.plotting` while the caller computes.  :meth:`Renderer.submit` sends it a figure
+*job* -- a module-level function and the data it plots, pickled -- and returns at once; the
+worker builds the figure, saves it to its own temporary file next to the target and reports
+back.  :meth:`Renderer.finish` (or leaving the ``with`` block) waits for every job and moves
+each file into place with :func:`nuinfer.io.atomic_target`, so figures obey the same rules as
+every other output (locks, output groups, no partial file under the final name).  A job that
+fails is reported with its figure's path and the error, after the other jobs finished.
+
+Without ``fork`` (Windows), with ``NUINFER_PARALLEL_FIGURES=0`` or ``Renderer(parallel=False)``
+the jobs run in the calling process at :meth:`submit`, with the same results.  The worker is
+killed if the command dies (``PR_SET_PDEATHSIG`` on Linux); temporaries it leaves carry its pid
+and are removed by the next write of the same output (:func:`nuinfer.io.remove_stale_temporaries`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from nuinfer.exceptions import NuinferError
+
+__all__ = ["Renderer", "current", "parallel_default"]
+
+_ENV = "NUINFER_PARALLEL_FIGURES"
+
+
+def parallel_default() -> bool:
+    """Whether figures are drawn by a worker: POSIX with fork, >= 2 CPUs, and not disabled by
+    ``NUINFER_PARALLEL_FIGURES=0``."""
+    if os.environ.get(_ENV, "1").strip().lower() in ("0", "no", "false", "off"):
+        return False
+    if not hasattr(os, "fork"):
+        return False
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return n >= 2
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent exits (best effort, no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover
+        pass
+
+
+_CURRENT = None
+
+
+def current():
+    """The renderer made active by :meth:`Renderer.active` (None outside such a block)."""
+    return _CURRENT
+
+
+class _Pickled:
+    """A pickled figure: unpickled (by :func:`_unpickle`) only where it is drawn."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+
+def _unpickle(obj):
+    import pickle
+    return pickle.loads(obj.blob) if isinstance(obj, _Pickled) else obj
+
+
+def _write_figure(fig, tmp: Path, fmt: str) -> None:
+    from nuinfer.plotting import write_figure
+    write_figure(_unpickle(fig), tmp, fmt)
+
+
+def _worker(conn, parent_pid: int) -> None:  # pragma: no cover - runs in the forked child
+    for s in (signal.SIGTERM, signal.SIGHUP):  # the parent's handlers would remove its temporaries
+        signal.signal(s, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _die_with_parent()
+    if os.getppid() != parent_pid:
+        os._exit(0)
+    import nuinfer.plotting  # noqa: F401 - warm: matplotlib and the style tables
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            break
+        if msg is None:
+            break
+        job, fn, args, kwargs, tmp, fmt = msg
+        try:
+            _write_figure(args[0] if fn is None else fn(*args, **kwargs), Path(tmp), fmt)
+            conn.send((job, None))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent with the figure's path
+            Path(tmp).unlink(missing_ok=True)
+            conn.send((job, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
+    conn.close()
+
+
+class Renderer:
+    """Figure jobs run by one forked worker process (see the module docstring).
+
+    Parameters
+    ----------
+    parallel : bool, optional
+        Fork a worker (default :func:`parallel_default`); ``False`` runs every job at
+        :meth:`submit` in this process.
+
+    Examples
+    --------
+    >>> with Renderer() as r:                                    # doctest: +SKIP
+    ...     r.submit("outputs/fig.png", plot_contours, results, title="V")
+    ...     do_more_physics()                                     # the figure is drawn meanwhile
+    """
+
+    def __init__(self, parallel: bool | None = None):
+        self.parallel = parallel_default() if parallel is None else bool(parallel)
+        self._proc = None
+        self._conn = None
+        self._pending: dict[int, tuple[Path, Path]] = {}
+        self._next = 0
+        self.paths: list[Path] = []
+        if self.parallel:
+            self._start()
+
+    def _start(self) -> None:
+        import multiprocessing as mp
+        ctx = mp.get_context("fork")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_worker, args=(child, os.getpid()), daemon=True,
+                                 name="nuinfer-figures")
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    # ------------------------------------------------------------------ jobs
+    def submit(self, path, fn, *args, **kwargs) -> Path:
+        """Draw ``fn(*args, **kwargs)`` (a function returning a matplotlib Figure) to ``path``.
+
+        Returns ``path`` at once when a worker draws it (the file appears at :meth:`finish`);
+        without a worker the figure is drawn and saved before returning.
+        """
+        path = Path(path)
+        fmt = path.suffix.lstrip(".") or "png"
+        self.paths.append(path)
+        if self._proc is None:
+            from nuinfer.plotting import save
+            save(_unpickle(args[0]) if fn is None else fn(*args, **kwargs), path)
+            return path
+        from nuinfer.io import temporary_path
+        tmp = temporary_path(path, pid=self._proc.pid)
+        job = self._next
+        self._next += 1
+        try:
+            self._conn.send((job, fn, args, kwargs, str(tmp), fmt))
+        except Exception as exc:  # noqa: BLE001 - not picklable or worker gone: draw it here
+            if isinstance(exc, (BrokenPipeError, EOFError, ConnectionError)):
+                self._stop(kill=True)
+            from nuinfer.plotting import save
+            save(_unpickle(args[0]) if fn is None else fn(*args, **kwargs), path)
+            return path
+        self._pending[job] = (path, tmp)
+        return path
+
+    def submit_figure(self, fig, path) -> Path:
+        """Draw an already built figure to ``path`` (pickled to the worker; closed here at once)."""
+        path = Path(path)
+        if self._proc is not None:
+            import pickle
+
+            import matplotlib.pyplot as plt
+            try:
+                blob = pickle.dumps(fig)
+            except Exception:  # noqa: BLE001 - an artist that does not pickle: draw it here
+                blob = None
+            if blob is not None:
+                plt.close(fig)
+                return self.submit(path, None, _Pickled(blob))
+        from nuinfer.plotting import save
+        self.paths.append(path)
+        save(fig, path)
+        return path
+
+    @contextlib.contextmanager
+    def active(self):
+        """Within the block, :func:`nuinfer.plotting.save` sends figures to this renderer."""
+        global _CURRENT
+        prev, _CURRENT = _CURRENT, self
+        try:
+            yield self
+        finally:
+            _CURRENT = prev
+
+    def finish(self) -> list[Path]:
+        """Wait for every job, move the files into place, stop the worker; raise on a failed job."""
+        errors = []
+        try:
+            while self._pending:
+                try:
+                    job, err = self._conn.recv()
+                except (EOFError, ConnectionError, OSError):
+                    errors += [f"{p}: the figure worker stopped" for p, _ in self._pending.values()]
+                    for _, tmp in self._pending.values():
+                        tmp.unlink(missing_ok=True)
+                    self._pending.clear()
+                    break
+                path, tmp = self._pending.pop(job)
+                if err is not None:
+                    errors.append(f"{path}: {err}")
+                    continue
+                from nuinfer.io import atomic_target
+                with atomic_target(path) as target:
+                    os.replace(tmp, target)
+        finally:
+            self._stop(kill=bool(self._pending))
+        if errors:
+            raise NuinferError("figure(s) failed: " + "; ".join(errors))
+        return list(self.paths)
+
+    def _stop(self, kill: bool = False) -> None:
+        if self._proc is None:
+            return
+        try:
+            if kill:
+                self._proc.kill()
+            else:
+                self._conn.send(None)
+        except (OSError, ValueError):
+            self._proc.kill()
+        self._proc.join(timeout=None if not kill else 5)
+        self._conn.close()
+        self.parallel = False
+        for _, tmp in self._pending.values():
+            tmp.unlink(missing_ok=True)
+        self._pending.clear()
+        self._proc = self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.finish()
+        else:
+            self._stop(kill=True)
+        return False
