@@ -206,8 +206,8 @@ def _g90_upper_bounds(res: dict, out: Path) -> None:
     models = [str(m) for m in ds["model"].values] if "model" in ds.dims else [None]
     for mo in models:
         one = ds.sel(model=mo) if mo is not None else ds
-        try:
-            ub = np.asarray(exclusion(one)["g90_upper_bound"].values, bool)
+        try:  # stored with the scan (with_exclusion); files without it get it computed
+            ub = np.asarray((one if "g90_upper_bound" in one else exclusion(one))["g90_upper_bound"].values, bool)
         except Exception:  # pragma: no cover
             continue
         m = np.asarray(one["m_X"].values, float)

@@ -10,7 +10,9 @@ Per mass (one grid column) the primary result is the list of excluded g_X interv
 
 * crossings of ``Delta - threshold`` between neighbouring grid points are interpolated linearly
   in log10 g_X (edge kind 0) or, when a ``refine`` callable giving the exact profiled Delta at
-  arbitrary g_X is passed, located by root finding in log10 g_X (``brentq``, edge kind 1);
+  arbitrary g_X is passed, located by root finding in log10 g_X (``brentq``, edge kind 1; when
+  ``refine`` also evaluates (mass, coupling) pairs elementwise, like :class:`TemplateRefiner`,
+  the same Brent iteration runs vectorised over the crossings of all masses at once);
 * with ``refine``, allowed bands the grid misses entirely are found too: at every interior grid
   local minimum of Delta that is above the threshold, Delta is minimised (bounded Brent in
   log10 g_X between the two neighbouring grid points; minima shallower than 1e-7 relative,
@@ -39,8 +41,8 @@ From the intervals:
 
 :func:`contour` returns a typed :class:`ContourResult`; :func:`exclusion` returns the same as one
 NetCDF-ready ``xr.Dataset`` (no NaN/inf anywhere: ragged parts are stored flat with indices).
-:func:`template_refiner` builds the ``refine`` callable from the forward-model templates of a
-polynomial-in-g^2 model and the scan made from them.
+:func:`template_refiner` builds the ``refine`` callable (a :class:`TemplateRefiner`) from the
+forward-model templates of a polynomial-in-g^2 model and the scan made from them.
 """
 
 from __future__ import annotations
@@ -50,14 +52,27 @@ from dataclasses import dataclass, field
 import contourpy
 import numpy as np
 import xarray as xr
-from scipy.optimize import brentq, minimize_scalar
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
+
+
+def brentq(*args, **kwargs):
+    """``scipy.optimize.brentq``, imported on first use (scipy.optimize costs ~0.2 s to import)."""
+    from scipy.optimize import brentq as _brentq
+    return _brentq(*args, **kwargs)
+
+
+def minimize_scalar(*args, **kwargs):
+    """``scipy.optimize.minimize_scalar``, imported on first use."""
+    from scipy.optimize import minimize_scalar as _minimize_scalar
+    return _minimize_scalar(*args, **kwargs)
+
 
 __all__ = [
     "EDGE_KIND",
     "G90_STATUS",
     "ContourResult",
+    "TemplateRefiner",
     "contour",
     "excluded_intervals",
     "exclusion",
@@ -88,6 +103,9 @@ _MIN_DIP = 1e-7
 #: Absolute tolerance in log10 g_X of the root finding and of the bounded minimisation.
 _XTOL = 1e-11
 
+#: Relative tolerance of the root finding (``brentq``'s smallest allowed value).
+_RTOL = 4 * np.finfo(float).eps
+
 
 def _crossing(lg0, lg1, d0, d1, threshold):
     """log10 g where the linear interpolation of Delta between two grid points hits threshold."""
@@ -109,17 +127,15 @@ def _check_row(g_X, delta):
     return g, d
 
 
-def _row_intervals(lg, d, threshold, f=None, stats=None):
-    """Excluded intervals of one mass column in log10 g_X.
+def _excluded_runs(d, threshold):
+    """Excluded runs of one mass column and the grid cells where they start or end.
 
-    ``f(lg_array) -> Delta`` is the exact statistic (or None).  Returns ``(edges, kinds)``: edges
-    (2k,) = [lo_0, hi_0, lo_1, hi_1, ...] in log10 g_X, kinds (2k,) int8 of :data:`EDGE_KIND`.
-    ``stats`` (dict) accumulates refinement counters.
+    Returns ``(ex, starts, ends, cells)``: the mask ``d >= threshold``, the first and the last
+    grid index of each excluded run, and the cells ``(j, j + 1)`` (by ``j``) across which Delta -
+    threshold changes sign on the grid: the crossings to locate.
     """
-    G = lg.size
+    G = d.size
     ex = d >= threshold
-    if not ex.any():
-        return np.empty(0), np.empty(0, dtype=np.int8)
     step = np.diff(ex.astype(np.int8))
     starts = np.flatnonzero(step == 1) + 1  # first excluded index of each run
     ends = np.flatnonzero(step == -1)  # last excluded index of each run
@@ -127,25 +143,76 @@ def _row_intervals(lg, d, threshold, f=None, stats=None):
         starts = np.r_[0, starts]
     if ex[-1]:
         ends = np.r_[ends, G - 1]
-
-    def g(x):
-        return float(np.asarray(f(np.atleast_1d(x)), dtype=float)[0]) - threshold
-
-    # sign changes between grid neighbours: cells (j, j+1)
     cells = np.r_[starts[starts > 0] - 1, ends[ends < G - 1]]
+    return ex, starts, ends, cells
+
+
+def _classify_crossings(fa, fb, stats):
+    """Which crossing cells the exact statistic can refine, from its values at the cell ends.
+
+    ``fa``, ``fb`` are Delta - threshold at the lower and upper grid point of each cell.  A cell
+    is refined when both are finite and of opposite sign (counted in ``stats["refined"]``);
+    otherwise the exact statistic disagrees with the grid and the linear interpolation is kept
+    (``stats["fallback"]``).  Returns boolean masks ``(solve, at_a, at_b)``: a root strictly
+    inside the cell, and an exact zero at the lower / upper end.
+    """
+    fa = np.asarray(fa, dtype=float)
+    fb = np.asarray(fb, dtype=float)
+    ok = np.isfinite(fa) & np.isfinite(fb) & ((fa >= 0) != (fb >= 0))
+    at_a = ok & (fa == 0.0)
+    at_b = ok & ~at_a & (fb == 0.0)
+    stats["refined"] += int(ok.sum())
+    stats["fallback"] += int((~ok).sum())
+    return ok & ~at_a & ~at_b, at_a, at_b
+
+
+def _row_intervals(lg, d, threshold, f=None, stats=None):
+    """Excluded intervals of one mass column in log10 g_X.
+
+    ``f(lg_array) -> Delta`` is the exact statistic (or None).  Returns ``(edges, kinds)``: edges
+    (2k,) = [lo_0, hi_0, lo_1, hi_1, ...] in log10 g_X, kinds (2k,) int8 of :data:`EDGE_KIND`.
+    ``stats`` (dict) accumulates refinement counters.  Crossings are located one at a time
+    (``brentq``); :func:`contour` solves all crossings of all masses at once instead when its
+    ``refine`` has a ``pairs`` method (:func:`_refine_crossings`).
+    """
+    ex, starts, ends, cells = _excluded_runs(d, threshold)
+    if not ex.any():
+        return np.empty(0), np.empty(0, dtype=np.int8)
+    g = _scalar(f, threshold)
     roots = {}
     if f is not None and cells.size:
         fa = np.asarray(f(lg[cells]), dtype=float) - threshold
         fb = np.asarray(f(lg[cells + 1]), dtype=float) - threshold
-        for j, a, b in zip(cells, fa, fb):
-            if np.isfinite(a) and np.isfinite(b) and (a >= 0) != (b >= 0):
-                if a == 0.0 or b == 0.0:
-                    roots[j] = lg[j] if a == 0.0 else lg[j + 1]
-                else:
-                    roots[j] = brentq(g, lg[j], lg[j + 1], xtol=_XTOL, rtol=4 * np.finfo(float).eps)
-                stats["refined"] += 1
-            else:
-                stats["fallback"] += 1  # refine disagrees with the grid: keep interpolation
+        solve, at_a, at_b = _classify_crossings(fa, fb, stats)
+        for j in cells[at_a]:
+            roots[j] = lg[j]
+        for j in cells[at_b]:
+            roots[j] = lg[j + 1]
+        for j in cells[solve]:
+            roots[j] = brentq(g, lg[j], lg[j + 1], xtol=_XTOL, rtol=_RTOL)
+    return _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats)
+
+
+def _scalar(f, threshold):
+    """``x -> f([x])[0] - threshold`` as a float (None without ``f``)."""
+    if f is None:
+        return None
+
+    def g(x):
+        return float(np.asarray(f(np.atleast_1d(x)), dtype=float)[0]) - threshold
+    return g
+
+
+def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats):
+    """Interval edges of one mass column from its excluded runs and the refined crossings.
+
+    ``roots`` maps a crossing cell ``j`` to its root in log10 g_X (edge kind 1); the other
+    crossings are interpolated linearly (kind 0) and runs reaching an end of the grid are cut
+    there (kind 2).  With ``g(x) = Delta(x) - threshold`` (scalar, log10 g_X in; or None),
+    allowed bands between grid points are searched for at interior local minima of Delta above
+    the threshold (module docstring).  Returns ``(edges, kinds)`` as :func:`_row_intervals`.
+    """
+    G = lg.size
 
     def edge(j):
         if j in roots:
@@ -160,7 +227,7 @@ def _row_intervals(lg, d, threshold, f=None, stats=None):
         kinds += [klo, khi]
 
     # allowed bands missed by the grid: interior local minima above threshold
-    if f is not None and G >= 3:
+    if g is not None and G >= 3:
         k = np.arange(1, G - 1)
         dm, d0, dp = d[k], d[k - 1], d[k + 1]
         cand = k[ex[k] & ex[k - 1] & ex[k + 1] & (dm <= d0) & (dm <= dp)
@@ -175,8 +242,8 @@ def _row_intervals(lg, d, threshold, f=None, stats=None):
             if not (g(lg[c - 1]) >= 0.0 and g(lg[c + 1]) >= 0.0):
                 stats["fallback"] += 1
                 continue
-            r0 = brentq(g, lg[c - 1], xm, xtol=_XTOL, rtol=4 * np.finfo(float).eps)
-            r1 = brentq(g, xm, lg[c + 1], xtol=_XTOL, rtol=4 * np.finfo(float).eps)
+            r0 = brentq(g, lg[c - 1], xm, xtol=_XTOL, rtol=_RTOL)
+            r1 = brentq(g, xm, lg[c + 1], xtol=_XTOL, rtol=_RTOL)
             # split the interval containing the band: ... lo, [hi=r0], [lo=r1], hi ...
             pos = int(np.searchsorted(np.asarray(edges), xm))
             if pos % 2 != 1:  # not inside an excluded interval (cannot happen: ex[c] holds)
@@ -186,6 +253,139 @@ def _row_intervals(lg, d, threshold, f=None, stats=None):
             kinds[pos:pos] = [1, 1]
             stats["bands_found"] += 1
     return np.asarray(edges, dtype=float), np.asarray(kinds, dtype=np.int8)
+
+
+def _bracketed_roots(f, a, b, fa, fb, *, xtol=_XTOL, rtol=_RTOL, max_iter=100):
+    """Roots of many bracketed scalar functions at once: ``brentq``, vectorised.
+
+    An elementwise transcription of scipy's ``brentq`` (Brent's method as in
+    ``scipy/optimize/Zeros/brentq.c``: inverse quadratic extrapolation or secant steps, a
+    bisection whenever a step would not shrink fast enough, and a step of at least the tolerance
+    near convergence, which closes the bracket).  Every bracket follows the same iterates as
+    ``brentq(g_k, a_k, b_k, xtol=xtol, rtol=rtol)`` would for the same function values; each
+    iteration makes one call of ``f`` for all brackets still open.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(index, x) -> values``: function number ``index[k]`` at ``x[k]`` (1-D integer and
+        float arrays in, same-shape float array out).
+    a, b : array_like, shape (n,)
+        Bracket ends.
+    fa, fb : array_like, shape (n,)
+        ``f`` at ``a`` and ``b``: finite, non-zero and of opposite signs.
+    xtol, rtol : float, optional
+        A bracket is closed when its width is below ``xtol + rtol * |x|`` or ``f(x) == 0``
+        (``brentq``'s criterion; ``x``, the end with the smaller ``|f|``, is returned).
+    max_iter : int, optional
+        Iteration limit (``brentq``'s default).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        The roots.
+
+    Raises
+    ------
+    NumericalError
+        If ``f`` returns NaN or a bracket does not close within ``max_iter`` iterations.
+    """
+    xpre, xcur, fpre, fcur = (np.array(v, dtype=float).ravel() for v in (a, b, fa, fb))
+    n = xpre.size
+    root = np.full(n, np.nan)
+    xblk, fblk, spre, scur = (np.zeros(n) for _ in range(4))
+    idx = np.arange(n)
+    for _ in range(max_iter):
+        # the previous step crossed the root: the old point becomes the bracket's other end
+        cross = fpre * fcur < 0
+        xblk, fblk = np.where(cross, xpre, xblk), np.where(cross, fpre, fblk)
+        step = xcur - xpre
+        spre, scur = np.where(cross, step, spre), np.where(cross, step, scur)
+        # keep the best point (smallest |f|) in xcur
+        swap = np.abs(fblk) < np.abs(fcur)
+        xpre, xcur, xblk = np.where(swap, xcur, xpre), np.where(swap, xblk, xcur), np.where(
+            swap, xcur, xblk)
+        fpre, fcur, fblk = np.where(swap, fcur, fpre), np.where(swap, fblk, fcur), np.where(
+            swap, fcur, fblk)
+        delta = (xtol + rtol * np.abs(xcur)) / 2
+        sbis = (xblk - xcur) / 2
+        done = (fcur == 0) | (np.abs(sbis) < delta)
+        if done.any():
+            root[idx[done]] = xcur[done]
+            keep = ~done
+            idx, xpre, xcur, xblk, fpre, fcur, fblk, spre, scur, delta, sbis = (
+                v[keep] for v in (idx, xpre, xcur, xblk, fpre, fcur, fblk, spre, scur, delta,
+                                  sbis))
+            if idx.size == 0:
+                return root
+        # trial step: secant (xpre == xblk) or inverse quadratic extrapolation
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            secant = -fcur * (xcur - xpre) / (fcur - fpre)
+            dpre = (fpre - fcur) / (xpre - xcur)
+            dblk = (fblk - fcur) / (xblk - xcur)
+            quad = -fcur * (fblk * dblk - fpre * dpre) / (dblk * dpre * (fblk - fpre))
+            stry = np.where(xpre == xblk, secant, quad)
+            good = ((np.abs(spre) > delta) & (np.abs(fcur) < np.abs(fpre))
+                    & (2 * np.abs(stry) < np.minimum(np.abs(spre), 3 * np.abs(sbis) - delta)))
+        spre, scur = np.where(good, scur, sbis), np.where(good, stry, sbis)  # else bisect
+        xpre, fpre = xcur, fcur
+        xcur = xcur + np.where(np.abs(scur) > delta, scur, np.where(sbis > 0, delta, -delta))
+        fcur = np.asarray(f(idx, xcur), dtype=float)
+        if np.isnan(fcur).any():
+            k = int(np.argmax(np.isnan(fcur)))
+            raise NumericalError(f"the exact statistic is NaN at x = {xcur[k]!r} (bracket "
+                                 f"{int(idx[k])}); cannot locate its root")
+    raise NumericalError(f"root finding did not converge within {max_iter} iterations for "
+                         f"{idx.size} of {n} brackets")
+
+
+def _refine_crossings(pairs, lg, cells, threshold, stats):
+    """Roots of Delta - threshold in the crossing cells of many masses, all at once.
+
+    Parameters
+    ----------
+    pairs : callable
+        ``pairs(m_indices, g_values) -> delta values``, elementwise (e.g.
+        :meth:`TemplateRefiner.pairs`).
+    lg : numpy.ndarray, shape (G,)
+        log10 of the coupling grid.
+    cells : dict
+        Mass index -> crossing cells ``j`` (cells ``(j, j + 1)``) of that mass
+        (:func:`_excluded_runs`).
+    threshold : float
+        Threshold on Delta.
+    stats : dict
+        Refinement counters, updated as by :func:`_row_intervals`.
+
+    Returns
+    -------
+    dict
+        Mass index -> ``{j: root in log10 g_X}`` for the refined cells (the same cells and, to
+        the root-finding tolerance, the same roots as :func:`_row_intervals`).
+    """
+    out = {i: {} for i in cells}
+    if not cells:
+        return out
+    rows = np.concatenate([np.full(len(c), i, dtype=np.intp) for i, c in cells.items()])
+    js = np.concatenate([np.asarray(c, dtype=np.intp) for c in cells.values()])
+    if js.size == 0:
+        return out
+
+    def f(k, x):
+        return np.asarray(pairs(rows[k], 10.0**x), dtype=float) - threshold
+
+    x0, x1 = lg[js], lg[js + 1]
+    both = f(np.r_[np.arange(js.size), np.arange(js.size)], np.r_[x0, x1])
+    fa, fb = both[:js.size], both[js.size:]
+    solve, at_a, at_b = _classify_crossings(fa, fb, stats)
+    root = np.full(js.size, np.nan)
+    root[at_a], root[at_b] = x0[at_a], x1[at_b]
+    k = np.flatnonzero(solve)
+    if k.size:
+        root[k] = _bracketed_roots(lambda sub, x: f(k[sub], x), x0[k], x1[k], fa[k], fb[k])
+    for n in np.flatnonzero(solve | at_a | at_b):
+        out[int(rows[n])][js[n]] = float(root[n])
+    return out
 
 
 def _new_stats():
@@ -620,6 +820,11 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
         same-shape array out), e.g. :func:`template_refiner`.  It is called only at masses with
         crossings or interior local minima of Delta above the threshold.  Without it, crossings
         are interpolated linearly in log10 g_X and bands between grid points are not seen.
+        If it has a method ``pairs(m_indices, g_values) -> delta values`` evaluating elementwise
+        (mass, coupling) pairs (:class:`TemplateRefiner`), the crossings of all masses are
+        located at once by a vectorised bracketing root finder (same cells, counters and
+        tolerance as the per-mass ``brentq``); the search for bands between grid points still
+        calls ``refine`` per mass.
 
     Returns
     -------
@@ -660,12 +865,22 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
     excluded = xr.DataArray(np.nan_to_num(delta, nan=-np.inf) >= threshold, coords={"m_X": da["m_X"], "g_X": da["g_X"]},
                             dims=("m_X", "g_X"), name="excluded")
     stats = _new_stats()
+    batched = refine is not None and callable(getattr(refine, "pairs", None))
+    if batched:  # all crossings of all masses located in one vectorised root finding
+        runs = {i: _excluded_runs(row, threshold) for i, row in enumerate(delta)
+                if not failed_rows[i]}
+        roots = _refine_crossings(refine.pairs, lg, {i: r[3] for i, r in runs.items()},
+                                  threshold, stats)
     edges, kinds = [], []
     for i, row in enumerate(delta):
         f = None if refine is None else (
             lambda x, i=i: np.asarray(refine(i, 10.0**np.asarray(x, dtype=float)), dtype=float))
         if failed_rows[i]:  # a failed profile at this mass (scan: converged = 0): no intervals
             e, k = np.empty(0), np.empty(0, dtype=np.int8)
+        elif batched:
+            ex, starts, ends, _ = runs[i]
+            e, k = _assemble_row(lg, row, ex, starts, ends, roots[i], threshold,
+                                 _scalar(f, threshold), stats)
         else:
             e, k = _row_intervals(lg, row, threshold, f, stats)
         edges.append(e)
@@ -739,7 +954,123 @@ def exclusion(scan: xr.Dataset, *, threshold: float | None = None,
 # --------------------------------------------------------------------------------------------
 # exact Delta from templates
 # --------------------------------------------------------------------------------------------
-def template_refiner(templates: xr.Dataset, scan: xr.Dataset):
+class TemplateRefiner:
+    """The exact profiled Delta of a template scan at arbitrary couplings (see
+    :func:`template_refiner`, which builds it).
+
+    ``refine(m_index, g_values)`` evaluates one mass at many couplings (the ``refine`` callable of
+    :func:`contour`); :meth:`pairs` evaluates elementwise (mass, coupling) pairs in one
+    vectorised call, which :func:`contour` uses to locate the crossings of all masses at once.
+    Both give the profiled statistic minus the scan's reference at that mass (closed form for
+    ``eq26``, Newton for ``poisson``).
+
+    Parameters
+    ----------
+    statistic : {"eq26", "poisson"}
+        The scan's statistic.
+    T : numpy.ndarray, shape (3, M, n)
+        Templates of the powers g^0, g^2, g^4 in the used bins [events].
+    D : numpy.ndarray, shape (n,)
+        Observed (background-subtracted) counts in the used bins.
+    r_sm : numpy.ndarray, shape (n,)
+        SM expectation in the used bins (variance of Eq. 26 / Poisson background).
+    sigma_sys, sigma_bg : float
+        Normalisation constraint width and background fraction.
+    offset : numpy.ndarray, shape (M,)
+        The scan's reference per mass (statistic - Delta).
+    """
+
+    def __init__(self, statistic, T, D, r_sm, sigma_sys, sigma_bg, offset):
+        from nuinfer.likelihood.costs import background_counts, eq26_variance
+
+        if statistic not in ("eq26", "poisson"):
+            raise InvalidConfig(f"no refiner for statistic {statistic!r}", key="statistic")
+        self.statistic = statistic
+        self.sigma_sys = float(sigma_sys)
+        self.offset = np.asarray(offset, dtype=float)
+        self._T = np.asarray(T, dtype=float)
+        if statistic == "eq26":
+            inv = 1.0 / np.sqrt(eq26_variance(r_sm, sigma_bg))
+            self._Ts, self._d = self._T * inv, np.asarray(D, dtype=float) * inv
+            # per-mass Gram quantities of the closed form (the einsums of
+            # _profile_eq26_templates: chunk-independent sums)
+            self._A = np.einsum("kmi,i->km", self._Ts, self._d)  # (3, M): t_k . d
+            self._gram = np.einsum("kmi,lmi->mkl", self._Ts, self._Ts)  # (M, 3, 3): t_k . t_l
+        else:
+            self._D = np.asarray(D, dtype=float)
+            self._B = background_counts(r_sm, sigma_bg)
+
+    def __call__(self, m_index, g_values):
+        """Delta at mass ``m_X[m_index]`` and the couplings ``g_values`` (1-D array out)."""
+        from nuinfer.likelihood.costs import _poisson_kernel
+        from nuinfer.likelihood.single import _newton_poisson, _profile_eq26_templates
+
+        i = int(m_index)
+        g = np.atleast_1d(np.asarray(g_values, dtype=float))
+        if self.statistic == "eq26":
+            stat = _profile_eq26_templates(self._Ts[:, [i]], g * g, self._d, self.sigma_sys)[0][0]
+        else:
+            g2 = g * g
+            T = self._T
+            R = T[0, i] + g2[:, None] * T[1, i] + (g2 * g2)[:, None] * T[2, i]
+            R = np.maximum(R, 0.0)
+            b, _ = _newton_poisson(R, self._D, self._B, self.sigma_sys, rtol=1e-12, max_iter=200)
+            stat = _poisson_kernel(b, R, self._D, self._B, self.sigma_sys)
+        return stat - self.offset[i]
+
+    def pairs(self, m_indices, g_values):
+        """Delta at the elementwise pairs (``m_X[m_indices[k]]``, ``g_values[k]``).
+
+        Parameters
+        ----------
+        m_indices : array_like of int
+            Mass indices.
+        g_values : array_like of float
+            Couplings, broadcast against ``m_indices``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Delta per pair (the broadcast shape), equal to ``self(m_indices[k], [g_values[k]])``
+            up to rounding: one vectorised evaluation instead of one call per mass.
+        """
+        from nuinfer.likelihood.costs import _constraint, _inv_sigma_sys2, _poisson_kernel
+        from nuinfer.likelihood.single import _newton_poisson
+
+        i, g = np.broadcast_arrays(np.asarray(m_indices, dtype=np.intp),
+                                   np.asarray(g_values, dtype=float))
+        shape = i.shape
+        i, g = i.ravel(), g.ravel()
+        g2 = g * g
+        g4 = g2 * g2
+        if self.statistic == "eq26":
+            # elementwise _profile_eq26_templates: b from the Gram quantities of mass i_k, chi2
+            # as the sum of the non-negative residual squares plus the constraint
+            Ts, d, s = self._Ts, self._d, self.sigma_sys
+            if s == 0.0:
+                b = np.ones(i.size)
+            else:
+                inv_s2 = _inv_sigma_sys2(s)
+                gp = np.stack([np.ones_like(g2), g2, g4])  # (3, P)
+                dv = np.einsum("kp,kp->p", self._A[:, i], gp)
+                vv = np.einsum("pkl,kp,lp->p", self._gram[i], gp, gp)
+                den = vv + inv_s2
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    b = np.where(den > 0, (dv + inv_s2) / np.where(den > 0, den, 1.0), 1.0)
+            r = b[:, None] * Ts[0, i]
+            r += (b * g2)[:, None] * Ts[1, i]
+            r += (b * g4)[:, None] * Ts[2, i]
+            np.subtract(d[None, :], r, out=r)
+            stat = np.einsum("pi,pi->p", r, r) + _constraint(b - 1.0, s)
+        else:
+            T = self._T
+            R = np.maximum(T[0, i] + g2[:, None] * T[1, i] + g4[:, None] * T[2, i], 0.0)
+            b, _ = _newton_poisson(R, self._D, self._B, self.sigma_sys, rtol=1e-12, max_iter=200)
+            stat = _poisson_kernel(b, R, self._D, self._B, self.sigma_sys)
+        return (stat - self.offset[i]).reshape(shape)
+
+
+def template_refiner(templates: xr.Dataset, scan: xr.Dataset) -> TemplateRefiner:
     """``refine(m_index, g_values)`` for :func:`contour` from the templates a scan was made of.
 
     Parameters
@@ -753,14 +1084,13 @@ def template_refiner(templates: xr.Dataset, scan: xr.Dataset):
 
     Returns
     -------
-    callable
-        ``refine(m_index, g_values) -> delta values``: the profiled statistic at those
+    TemplateRefiner
+        Callable ``refine(m_index, g_values) -> delta values``: the profiled statistic at those
         couplings (closed form for ``eq26``, Newton for ``poisson``) minus the scan's reference
-        at that mass, so that it reproduces the scan's Delta on the grid.
+        at that mass, so that it reproduces the scan's Delta on the grid.  Its method
+        ``refine.pairs(m_indices, g_values)`` evaluates elementwise (mass, coupling) pairs in
+        one call; :func:`contour` uses it to locate all crossings at once.
     """
-    from nuinfer.likelihood.costs import _poisson_kernel, background_counts, eq26_variance
-    from nuinfer.likelihood.single import _newton_poisson, _profile_eq26_templates
-
     used = np.asarray(scan["bin_used"].values, dtype=bool)
     T = templates["T"].transpose("power", "m_X", "bin").sel(power=[0, 1, 2]).values
     T = np.asarray(T, dtype=float)[:, :, used]
@@ -781,26 +1111,4 @@ def template_refiner(templates: xr.Dataset, scan: xr.Dataset):
     for i in np.flatnonzero(nan_rows):
         ok = off[i][~np.isnan(off[i])]
         offset[i] = np.median(ok) if ok.size else np.nan
-    if statistic == "eq26":
-        inv = 1.0 / np.sqrt(eq26_variance(r_sm, sigma_bg))
-        Ts, d = T * inv, D * inv
-
-        def stat(i, g):
-            return _profile_eq26_templates(Ts[:, [i]], g * g, d, sigma_sys)[0][0]
-    elif statistic == "poisson":
-        B = background_counts(r_sm, sigma_bg)
-
-        def stat(i, g):
-            g2 = g * g
-            R = T[0, i] + g2[:, None] * T[1, i] + (g2 * g2)[:, None] * T[2, i]
-            R = np.maximum(R, 0.0)
-            b, _ = _newton_poisson(R, D, B, sigma_sys, rtol=1e-12, max_iter=200)
-            return _poisson_kernel(b, R, D, B, sigma_sys)
-    else:
-        raise InvalidConfig(f"no refiner for statistic {statistic!r}", key="statistic")
-
-    def refine(i, g_values):
-        g = np.atleast_1d(np.asarray(g_values, dtype=float))
-        return stat(int(i), g) - offset[int(i)]
-
-    return refine
+    return TemplateRefiner(statistic, T, D, r_sm, sigma_sys, sigma_bg, offset)
