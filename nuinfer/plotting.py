@@ -3,6 +3,9 @@
 Plots use the non-interactive Agg backend and are written atomically by :func:`save`.  Figures made
 by :func:`legend_figure` have a fixed layout (axes and a legend column outside the data at set
 positions), so they are saved without the costly ``bbox_inches="tight"`` pass; other figures keep it.
+Before drawing, :func:`write_figure` swaps what costs matplotlib most for cheaper equivalents that
+draw the same pixels (minor ticks of log axes as one artist per axis, fixed titles where the
+automatic placement would not move them, one mathtext parser and cache for every figure).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 import numpy as np  # noqa: E402
 
 #: the paper's model order
@@ -56,36 +61,225 @@ BASELINE_STYLE = dict(color="k", ls="-", lw=2.4, zorder=5)
 _DPI = 110
 
 
-def save(fig, path, *, tight: bool | None = None) -> Path:
+def _shared_mathtext(renderer):
+    """Give ``renderer`` the mathtext parser of the first renderer (of its kind) of this process.
+
+    Matplotlib caches parsed mathtext (``MathTextParser._parse_cached``, 50 entries) per parser
+    instance, and every Agg renderer makes its own parser: each new figure parsed every log tick
+    label ``$\\mathdefault{10^{k}}$`` again (15-20 parses, a third of a small figure's save).  The
+    parse depends only on the string, dpi and font, so sharing the parser changes no pixel.
+    """
+    p = getattr(renderer, "mathtext_parser", None)
+    if p is not None:
+        renderer.mathtext_parser = _MATHTEXT_PARSERS.setdefault((type(p), getattr(p, "_output_type", None)), p)
+    return renderer
+
+
+_MATHTEXT_PARSERS: dict = {}
+
+
+class _Canvas(FigureCanvasAgg):
+    """Agg canvas whose renderers share one mathtext parser (:func:`_shared_mathtext`)."""
+
+    def get_renderer(self, *args, **kwargs):
+        return _shared_mathtext(super().get_renderer(*args, **kwargs))
+
+
+def save(fig, path, *, tight: bool | None = None, lighten: bool = True) -> Path:
     """Save a figure atomically (temporary file in the same folder, then rename) and close it.
 
     ``tight``: use ``bbox_inches="tight"``; default only for figures without a fixed layout
     (figures from :func:`legend_figure` are laid out already, and the tight pass costs a third of
-    the save).
+    the save).  ``lighten``: draw the same image with less work (:func:`write_figure`).  Inside
+    an active :class:`nuinfer.render.Renderer` the figure is drawn by its worker, with the
+    defaults; a figure given an explicit ``tight`` or ``lighten=False`` is drawn here.
     """
     from nuinfer import render
     from nuinfer.io import atomic_target
     path = Path(path)
     r = render.current()
-    if r is not None and r.parallel:  # drawn by the figure worker (nuinfer.render)
+    if r is not None and r.parallel and tight is None and lighten:  # drawn by the figure worker
         return r.submit_figure(fig, path)
     try:
         with atomic_target(path) as tmp:
-            write_figure(fig, tmp, path.suffix.lstrip(".") or "png", tight=tight)
+            write_figure(fig, tmp, path.suffix.lstrip(".") or "png", tight=tight, lighten=lighten)
     finally:
         plt.close(fig)
     return path
 
 
-def write_figure(fig, file, fmt: str = "png", *, tight: bool | None = None) -> None:
+#: formats drawn by Agg at the saving dpi (where :func:`pin_titles` measures)
+_RASTER = ("png", "jpg", "jpeg", "tif", "tiff", "webp", "raw", "rgba")
+
+
+def write_figure(fig, file, fmt: str = "png", *, tight: bool | None = None, lighten: bool = True) -> None:
     """Draw ``fig`` into ``file`` (no atomic rename; :func:`save` and :mod:`nuinfer.render` add it)
-    and close it.  ``tight`` as in :func:`save`."""
+    and close it.  ``tight`` as in :func:`save`.
+
+    ``lighten`` (default): first replace what costs matplotlib most by cheaper equivalents that
+    draw the same pixels -- the unlabelled minor ticks of log axes (:func:`bake_minor_ticks`) and
+    the automatic title placement where it would not move a title (:func:`pin_titles`, raster
+    formats).  In any case the Agg renderers of all figures drawn by this process share one
+    mathtext parser, hence its cache of parsed labels (:func:`_shared_mathtext`).
+    """
     if tight is None:
         tight = not getattr(fig, "_nuinfer_fixed_layout", False)
     try:
+        if type(fig.canvas) in (FigureCanvasAgg, FigureCanvasBase):  # pyplot's (Agg) or an unpickled figure's
+            _Canvas(fig)  # becomes fig.canvas; pyplot's manager still closes the figure
+        if lighten:
+            bake_minor_ticks(fig)
+            if str(fmt).lower() in _RASTER:
+                pin_titles(fig, dpi=_DPI)
         fig.savefig(file, dpi=_DPI, bbox_inches="tight" if tight else None, format=fmt)
     finally:
         plt.close(fig)
+
+
+def pin_titles(fig, *, dpi: float | None = None) -> int:
+    """Fix the axes titles of ``fig`` where matplotlib's automatic placement would leave them.
+
+    At every draw matplotlib re-places each titled axes' title above whatever sticks out at the
+    top (x tick labels or label on top, a y offset text, twin or aligned axes), which computes the
+    tight bounding box of the y axis, tick labels included, once per title and draw.  Where none
+    of these can apply (x ticks and label at the bottom, no y offset text, no twins, children,
+    title alignment, fixed aspect or axes locator) the title stays at its default height when its
+    bottom (baseline minus descent) is above the axes, which is checked here once, at the saving
+    ``dpi``; such titles are set there and the automatic placement is turned off.
+    Returns the number of axes pinned.
+    """
+    from matplotlib.ticker import LogFormatter
+
+    old = fig.dpi
+    renderer = None
+    n = 0
+    try:
+        for ax in fig.axes:
+            try:
+                titles = (ax.title, ax._left_title, ax._right_title)
+                if (ax._autotitlepos is not True or ax.child_axes or hasattr(ax, "_colorbar")
+                        or ax.get_axes_locator() is not None or ax.get_aspect() != "auto"
+                        or ax._twinned_axes.get_siblings(ax) != [ax]
+                        or fig._align_label_groups["title"].get_siblings(ax) != [ax]):
+                    continue
+            except (AttributeError, KeyError):  # another matplotlib: leave the placement to it
+                continue
+            if not any(t.get_text() for t in titles):
+                continue
+            xa, ya = ax.xaxis, ax.yaxis
+            if (xa.get_ticks_position() not in ("bottom", "default") or xa.get_label_position() != "bottom"
+                    or any(t.label2.get_visible() for t in (xa.get_major_ticks(1)[0], xa.get_minor_ticks(1)[0]))):
+                continue
+            fmt = ya.get_major_formatter()
+            if not isinstance(fmt, LogFormatter):
+                fmt.format_ticks(ya.get_majorticklocs())  # as the axis does before asking for the offset
+                if fmt.get_offset() and ya.offsetText.get_visible():
+                    continue
+            if renderer is None:
+                if not hasattr(fig.canvas, "get_renderer"):
+                    break
+                if dpi is not None:
+                    fig.dpi = dpi
+                renderer = fig.canvas.get_renderer()  # the renderer savefig reuses at this dpi
+            top = ax.get_window_extent(renderer).ymax
+            ok = True
+            for t in titles:
+                t.set_y(1.0)  # where matplotlib starts from
+                if t.get_text() and (t.get_usetex() or t.get_window_extent(renderer).ymin < top):
+                    ok = False
+            if ok:
+                ax._autotitlepos = False
+                n += 1
+    finally:
+        if fig.dpi != old:
+            fig.dpi = old
+    return n
+
+
+_EPS = 1e-9  # z-order step: draw right after an artist, before anything else
+
+
+def bake_minor_ticks(fig) -> int:
+    """Replace the unlabelled minor ticks of the log axes of ``fig`` by one artist per axis side.
+
+    Matplotlib draws every minor tick as a ``Tick`` object (three lines and two texts, copied from
+    a prototype): a log axis over eight decades has 80 of them, and creating them is most of the
+    time a figure with several log panels takes to draw.  Here the minor tick marks (and minor grid
+    lines, when shown) at the positions matplotlib would draw are added to the axes as one
+    ``Line2D`` each, with the properties of the axis' own minor tick (size, width, colour,
+    direction, top/right ticks, grid style), drawn right after that axis (the y axis of the axes
+    moves up by a z-order step of 1e-9 to stay after the x minor ticks) and outside the layout,
+    and the axis' minor locator becomes a ``NullLocator``.  The image is the same, pixel for pixel.
+
+    Call it once the view limits are final (:func:`save` does, just before writing).  An axis is
+    left alone when it is not a log axis with matplotlib's ``LogLocator``, when any minor tick
+    would carry a label (log axes spanning about a decade or less), when its minor grid lines are
+    dashed, or when its axes keeps a fixed aspect or is a colour bar; axes sharing the axis
+    (``sharex``/``sharey`` share the locator) are changed together or not at all.
+    Returns the number of axis sides changed.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import LogLocator, NullLocator
+
+    groups: dict = {}  # id of the shared minor Ticker -> [(ax, axis, plan or None), ...]
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log" and type(axis.get_minor_locator()) is LogLocator:
+                groups.setdefault(id(axis.minor), []).append((ax, axis, _minor_plan(ax, axis)))
+    n = 0
+    for members in groups.values():
+        if any(plan is None for _, _, plan in members):
+            continue  # one of the axes sharing the locator needs matplotlib's own minor ticks
+        for ax, axis, plan in members:
+            if plan and axis is ax.xaxis and ax.yaxis.get_zorder() == axis.get_zorder():
+                ax.yaxis.set_zorder(axis.get_zorder() + 2 * _EPS)  # keep: x axis, its minor ticks, y axis
+            for proto, (x, y) in plan:
+                ln = Line2D(x, y)
+                ln.update_from(proto)  # style, marker, transform, clipping
+                ln.set_zorder(axis.get_zorder() + _EPS)  # just after the axis (its major ticks)
+                ln.set_label("_nolegend_")
+                ln.set_in_layout(False)
+                ax.add_artist(ln)
+                ln.set_clip_path(proto.get_clip_path())  # add_artist clips to the axes patch
+                ln.set_clip_box(proto.get_clip_box())
+        for ax, axis, _ in members:
+            axis.set_minor_locator(NullLocator())
+            n += 1
+    return n
+
+
+def _minor_plan(ax, axis):
+    """What :func:`bake_minor_ticks` draws for ``axis``: a list of (prototype line, (x, y)) in the
+    order a Tick draws them ([] when nothing is drawn), or None when the axis must keep its ticks."""
+    if not ax.axison or not axis.get_visible():
+        return []  # nothing drawn
+    if ax.get_aspect() != "auto" or hasattr(ax, "_colorbar"):
+        return None
+    locs = np.asarray(axis.get_minorticklocs(), dtype=float)
+    lo, hi = sorted(np.log10(axis.get_view_interval()))
+    tol = (hi - lo) * 1e-10  # as matplotlib's _interval_contains_close
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ll = np.log10(locs)
+    locs = locs[np.isfinite(ll) & (ll >= lo - tol) & (ll <= hi + tol)]
+    if locs.size and any(axis.minor.formatter.format_ticks(locs)):
+        return None  # labelled minor ticks
+    tick = axis.get_minor_ticks(1)[0]  # prototype: the axis' minor tick properties
+    grid = tick.gridline
+    if grid.get_visible() and grid.get_linestyle() not in ("-", "solid"):
+        return None  # a dash pattern would run on across the joined grid lines
+    plan = []  # in the order a Tick draws its parts: grid line, tick1, tick2
+    if not locs.size or not tick.get_visible():
+        return plan
+    if grid.get_visible():
+        seg = np.repeat(locs, 3)
+        seg[2::3] = np.nan  # one polyline, broken between the grid lines
+        c = np.tile([0.0, 1.0, np.nan], locs.size)
+        plan.append((grid, (seg, c) if axis is ax.xaxis else (c, seg)))
+    for proto, at in ((tick.tick1line, 0.0), (tick.tick2line, 1.0)):
+        if proto.get_visible():
+            c = np.full(locs.size, at)
+            plan.append((proto, (locs, c) if axis is ax.xaxis else (c, locs)))
+    return plan
 
 
 def legend_figure(ncols: int = 1, nrows: int = 1, *, panel=(4.3, 3.5), legend_width: float = 2.0,

@@ -1,0 +1,112 @@
+"""Figures drawn by the forked worker (nuinfer.render): same files as drawn in-process, atomic
+placement, errors reported with the figure's path, nothing left behind on failure."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from nuinfer import render
+from nuinfer.exceptions import NuinferError
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the figure worker needs fork (POSIX)")
+
+
+def _line_figure(n: int, title: str):
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(3, 2))
+    x = np.linspace(0.0, 1.0, n)
+    ax.plot(x, x**2)
+    ax.set_title(title)
+    return fig
+
+
+def _failing_figure():
+    raise ValueError("no such curve")
+
+
+def _leftovers(d):
+    return sorted(p.name for p in d.iterdir() if p.name.startswith("."))
+
+
+def test_worker_draws_the_same_file_as_the_caller(tmp_path):
+    with render.Renderer(parallel=True) as r:
+        assert r._proc is not None and r._proc.is_alive()
+        p = r.submit(tmp_path / "a.png", _line_figure, 50, title="worker")
+        assert not p.exists()  # drawn meanwhile; placed at finish
+    with render.Renderer(parallel=False) as r:
+        q = r.submit(tmp_path / "b.png", _line_figure, 50, title="worker")
+        assert q.exists()  # no worker: drawn at submit
+    assert p.read_bytes() == q.read_bytes()
+    assert _leftovers(tmp_path) == []
+
+
+def test_saved_figures_go_to_the_active_renderer(tmp_path):
+    from nuinfer.plotting import save
+    with render.Renderer(parallel=True) as r, r.active():
+        assert render.current() is r
+        out = save(_line_figure(20, "via save"), tmp_path / "c.png")
+        assert out == tmp_path / "c.png"
+    assert render.current() is None
+    assert out.exists() and out.stat().st_size > 1000
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_job_names_its_figure_and_the_others_are_written(tmp_path):
+    r = render.Renderer(parallel=True)
+    r.submit(tmp_path / "ok1.png", _line_figure, 10, title="1")
+    r.submit(tmp_path / "bad.png", _failing_figure)
+    r.submit(tmp_path / "ok2.png", _line_figure, 10, title="2")
+    with pytest.raises(NuinferError, match=r"bad\.png: ValueError: no such curve"):
+        r.finish()
+    assert (tmp_path / "ok1.png").exists() and (tmp_path / "ok2.png").exists()
+    assert not (tmp_path / "bad.png").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_error_in_the_command_kills_the_worker_and_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError, match="physics failed"):
+        with render.Renderer(parallel=True) as r:
+            proc = r._proc
+            r.submit(tmp_path / "never.png", _line_figure, 10, title="x")
+            raise RuntimeError("physics failed")
+    proc.join(5)
+    assert not proc.is_alive()
+    assert not (tmp_path / "never.png").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def _slow_figure():
+    import time
+    time.sleep(60)
+
+
+def test_worker_killed_mid_job_is_reported_not_hung(tmp_path):
+    import time
+    r = render.Renderer(parallel=True)
+    r.submit(tmp_path / "slow.png", _slow_figure)
+    time.sleep(0.3)
+    r._proc.kill()
+    with pytest.raises(NuinferError, match=r"slow\.png: the figure worker stopped"):
+        r.finish()
+    assert not (tmp_path / "slow.png").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_dead_worker_falls_back_to_drawing_here(tmp_path):
+    r = render.Renderer(parallel=True)
+    r._proc.kill()
+    r._proc.join(5)
+    p = r.submit(tmp_path / "x.png", _line_figure, 10, title="x")
+    assert p.exists()  # the broken pipe is seen at submit: drawn in this process
+    r.finish()
+    assert _leftovers(tmp_path) == []
+
+
+def test_parallel_figures_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("NUINFER_PARALLEL_FIGURES", "0")
+    assert render.parallel_default() is False
+    r = render.Renderer()
+    assert r._proc is None and not r.parallel
