@@ -47,14 +47,22 @@ class PolyTemplate:
     ``T`` the mass's templates at every morph node): the morph is applied to the few ``T[p]`` and
     not to one template per hypothesis, so a whole coupling grid costs three matrix products.
 
+    With ``block`` the hypotheses draw on several node sets (e.g. several masses of a
+    (m_X, g_X) scan in one batch): ``T`` has a leading axis of ``B`` blocks and hypothesis ``r``
+    is ``sum_p coeffs[r, p] T[block[r], p]``.  Each block is stored once, not once per
+    hypothesis, and the hypotheses of one block share one matrix product.
+
     Parameters
     ----------
     coeffs : array_like, shape (N, P)
-    T : array_like, shape (P, K, bin) or (P, bin)
+    T : array_like, shape (P, K, bin) or (P, bin); with ``block``: (B, P, K, bin) or (B, P, bin)
+    block : array_like of int, shape (N,), optional
+        Node block (index into the first axis of ``T``) of every hypothesis.
     """
 
     coeffs: np.ndarray
     T: np.ndarray
+    block: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -421,6 +429,8 @@ class BinnedModel:
         return out
 
     def _prepare_poly(self, c: Component, pt: PolyTemplate) -> dict:
+        if pt.block is not None:
+            return self._prepare_poly_blocks(c, pt)
         C = np.asarray(pt.coeffs, float)
         T = np.asarray(pt.T, float)
         if T.ndim == 2:
@@ -428,17 +438,47 @@ class BinnedModel:
         if C.ndim != 2 or T.ndim != 3 or C.shape[1] != T.shape[0]:
             raise InvalidConfig(f"polynomial template of {c.name!r}: coeffs (N, P) and T (P, K, bin) needed; got "
                                 f"{C.shape} and {T.shape}", key="templates")
-        K = T.shape[1]
-        want = 1 if c.morph is None else c.morph.n_nodes(K)
-        if K != want or (c.morph is not None and not c.morph.kind.startswith("grid2")):
-            raise InvalidConfig(f"polynomial template of {c.name!r}: {K} nodes; supported with no morph or a "
-                                f"grid2 morph of {want} nodes", key="templates")
+        self._check_poly_nodes(c, T.shape[1])
         if not (np.all(np.isfinite(C)) and np.all(np.isfinite(T))):
             raise NumericalError(f"template of {c.name!r} contains NaN or inf; check the forward model")
         return {"poly": C, "PT": T, "N": C.shape[0]}
 
-    def _grid_weights(self, m: Morph, theta, derivs: bool):
-        """Node weights (R, K) of a grid2 morph and their derivatives in both parameters."""
+    def _check_poly_nodes(self, c: Component, K: int) -> None:
+        want = 1 if c.morph is None else c.morph.n_nodes(K)
+        if K != want or (c.morph is not None and not c.morph.kind.startswith("grid2")):
+            raise InvalidConfig(f"polynomial template of {c.name!r}: {K} nodes; supported with no morph or a "
+                                f"grid2 morph of {want} nodes", key="templates")
+
+    def _prepare_poly_blocks(self, c: Component, pt: PolyTemplate) -> dict:
+        """A blocked :class:`PolyTemplate`: node blocks stored (B, K, P, bin), C-contiguous, so that a
+        block's nodes are one (K P, bin) matrix; ``coeffs`` and ``block`` broadcast to (N, P), (N,)."""
+        C = np.asarray(pt.coeffs, float)
+        T = np.asarray(pt.T, float)
+        b = np.asarray(pt.block)
+        if T.ndim == 3:
+            T = T[:, :, None, :]
+        if (C.ndim != 2 or T.ndim != 4 or C.shape[1] != T.shape[1] or b.ndim != 1
+                or (C.shape[0] != b.size and 1 not in (C.shape[0], b.size))):
+            raise InvalidConfig(f"blocked polynomial template of {c.name!r}: coeffs (N, P), T (B, P, K, bin) and "
+                                f"block (N,) needed; got {C.shape}, {T.shape} and {b.shape}", key="templates")
+        if b.size and (not np.issubdtype(b.dtype, np.integer) or b.min() < 0 or b.max() >= T.shape[0]):
+            raise InvalidConfig(f"blocked polynomial template of {c.name!r}: block indices must be integers in "
+                                f"[0, {T.shape[0]})", key="templates")
+        self._check_poly_nodes(c, T.shape[2])
+        if not (np.all(np.isfinite(C)) and np.all(np.isfinite(T))):
+            raise NumericalError(f"template of {c.name!r} contains NaN or inf; check the forward model")
+        N = max(C.shape[0], b.size)
+        return {"poly": np.broadcast_to(C, (N, C.shape[1])), "block": np.broadcast_to(b.astype(np.intp), (N,)),
+                "PT": np.ascontiguousarray(T.transpose(0, 2, 1, 3)), "N": N}
+
+    def _grid_weights(self, m: Morph, theta, derivs: bool, cache: dict | None = None):
+        """Node weights (R, K) of a grid2 morph and their derivatives in both parameters (kept in
+        ``cache``, one evaluation's, for the other components morphed alike)."""
+        if cache is not None:
+            key = (id(m), derivs)
+            if key not in cache:
+                cache[key] = self._grid_weights(m, theta, derivs)
+            return cache[key]
         a, b = m.nodes
         pa = theta[:, self._index[m.params[0]]]
         pb = theta[:, self._index[m.params[1]]]
@@ -454,13 +494,15 @@ class BinnedModel:
             return W, None, None
         return W, (da[:, :, None] * wb[:, None, :]).reshape(R, -1), (wa[:, :, None] * db[:, None, :]).reshape(R, -1)
 
-    def _morphed_poly(self, c: Component, entry, rows, theta, derivs: bool):
+    def _morphed_poly(self, c: Component, entry, rows, theta, derivs: bool, cache=None):
+        if "block" in entry:
+            return self._morphed_poly_blocks(c, entry, rows, theta, derivs, cache)
         C = entry["poly"]
         C = C[rows] if C.shape[0] > 1 else np.broadcast_to(C, (rows.size, C.shape[1]))
         T = entry["PT"]  # (P, K, n)
         if c.morph is None:
             return C @ T[:, 0, :], []
-        W, Wa, Wb = self._grid_weights(c.morph, theta, derivs)
+        W, Wa, Wb = self._grid_weights(c.morph, theta, derivs, cache)
         A = np.stack([W @ T[p] for p in range(T.shape[0])])  # (P, R, n)
         val = np.einsum("rp,prn->rn", C, A)
         if not derivs:
@@ -469,15 +511,48 @@ class BinnedModel:
         dB = np.einsum("rp,prn->rn", C, np.stack([Wb @ T[p] for p in range(T.shape[0])]))
         return val, [dA, dB]
 
-    def _morphed(self, c: Component, entry, rows, theta, derivs: bool = True):
+    def _morphed_poly_blocks(self, c: Component, entry, rows, theta, derivs: bool, cache=None):
+        """:meth:`_morphed_poly` of a blocked PolyTemplate.
+
+        With node weights ``W`` (R, K) (1 without a morph), hypothesis ``r`` is
+        ``sum_{k,p} W[r,k] C[r,p] T[b_r,k,p]``: the products ``W C`` (R, K P) of a run of rows of
+        one block times that block's (K P, bin) nodes, one matrix product per run (the value and
+        both morph derivatives stacked in it).  Rows ordered by block (a scan's, mass by mass)
+        make one run per block.
+        """
+        C, b = entry["poly"], entry["block"]
+        if C.shape[0] > 1:
+            C, b = C[rows], b[rows]
+        else:
+            C, b = np.broadcast_to(C, (rows.size, C.shape[1])), np.broadcast_to(b, (rows.size,))
+        T = entry["PT"]  # (B, K, P, n)
+        _, K, P, n = T.shape
+        R = C.shape[0]
+        if c.morph is None:
+            Z = C[:, None, :]  # (R, 1, K P) with K = 1
+        else:
+            W, Wa, Wb = self._grid_weights(c.morph, theta, derivs, cache)
+            Ws = np.stack([W, Wa, Wb], axis=1) if derivs else W[:, None, :]  # (R, w, K)
+            Z = (Ws[:, :, :, None] * C[:, None, None, :]).reshape(R, Ws.shape[1], K * P)
+        w = Z.shape[1]
+        cuts = (np.flatnonzero(b[1:] != b[:-1]) + 1).tolist()
+        out = np.empty((R, w, n))
+        Zf, of = Z.reshape(R * w, K * P), out.reshape(R * w, n)
+        for s, e in zip([0, *cuts] if R else [], [*cuts, R]):
+            np.matmul(Zf[s * w:e * w], T[b[s]].reshape(K * P, n), out=of[s * w:e * w])
+        if c.morph is None or not derivs:
+            return out[:, 0], []
+        return out[:, 0], [out[:, 1], out[:, 2]]
+
+    def _morphed(self, c: Component, entry, rows, theta, derivs: bool = True, cache=None):
         """Template of ``c`` at the morph parameters of ``theta`` (R, n) and its derivatives."""
         if "poly" in entry:
-            return self._morphed_poly(c, entry, rows, theta, derivs)
+            return self._morphed_poly(c, entry, rows, theta, derivs, cache)
         T = entry["T"]
-        r = rows if T.shape[1] > 1 else np.zeros_like(rows)
         m = c.morph
-        if m is None:
-            return T[0, r], []
+        if m is None:  # a template shared by the batch is broadcast, not copied per row
+            return (T[0, rows] if T.shape[1] > 1 else np.broadcast_to(T[0, 0], (rows.size, T.shape[2]))), []
+        r = rows if T.shape[1] > 1 else np.zeros_like(rows)
         if m.kind == "spline":
             val, der = entry["spline"].at(rows, theta[:, self._index[m.params[0]]], derivative=True)
             return val, [der]
@@ -491,7 +566,7 @@ class BinnedModel:
                 val = val * p + T[k, r]
             return val, [der]
         if m.kind == "grid2_spline":
-            W, Wa, Wb = self._grid_weights(m, theta, derivs)
+            W, Wa, Wb = self._grid_weights(m, theta, derivs, cache)
             if T.shape[1] > 1:
                 Tr = T[:, r, :]  # (K, R, n)
                 val = np.einsum("rk,krn->rn", W, Tr)
@@ -520,16 +595,17 @@ class BinnedModel:
     def evaluate(self, prepared: dict, theta, rows=None, *, jacobian: bool = False):
         """Expected counts (R, n) at parameters ``theta`` (R, n_par) for batch ``rows``.
 
-        With ``jacobian=True`` also returns ``J`` (R, n, n_global), the derivatives w.r.t. the global
-        parameters, and ``Jx`` (R, n, n_shape_components) ... as ``(mu, J, shape_terms)`` where
-        ``shape_terms`` maps each ShapeSys name to the summed template it multiplies (R, n).
+        With ``jacobian=True`` returns ``(mu, J, shape_terms)``: ``J`` (R, n, n_global) the
+        derivatives w.r.t. the global parameters (a view of a parameter-major array: each
+        parameter's derivatives are accumulated contiguously), ``shape_terms`` maps each ShapeSys
+        name to the summed template its deviations multiply (R, n).
         """
         theta = np.asarray(theta, float)
         R = theta.shape[0]
         rows = np.arange(R) if rows is None else np.asarray(rows)
         n = prepared["_n_bins"]
         mu = np.zeros((R, n))
-        J = np.zeros((R, n, self.n_global)) if jacobian else None
+        Jt = np.zeros((self.n_global, R, n)) if jacobian else None
         base = {s.name: np.zeros((R, n)) for s in self.shapesys}
         offsets = {}
         o = self.n_global
@@ -537,30 +613,43 @@ class BinnedModel:
             offsets[s.name] = o
             o += s.n
         ss = {s.name: s for s in self.shapesys}
+        cache = {}
         for c in self.components:
-            V, dV = self._morphed(c, prepared[c.name], rows, theta, jacobian)
+            V, dV = self._morphed(c, prepared[c.name], rows, theta, jacobian, cache)
             ni = [self._index[p] for p in c.norms]
-            F = np.prod(theta[:, ni], axis=1) if ni else np.ones(R)
-            fac = 1.0
+            tn = theta[:, ni]
+            F = np.prod(tn, axis=1) if ni else np.ones(R)
+            fac = None
             if c.shapesys is not None:
                 s = ss[c.shapesys]
                 x = theta[:, offsets[s.name]:offsets[s.name] + s.n]
                 xb = np.where(s.group >= 0, np.take(x, np.maximum(s.group, 0), axis=1), 0.0)
                 fac = 1.0 + xb
                 base[s.name] += F[:, None] * V
-            contrib = F[:, None] * V * fac
+            contrib = F[:, None] * V
+            if fac is not None:
+                contrib *= fac
             mu += contrib
             if not jacobian:
                 continue
             for k, p in enumerate(ni):
-                others = np.prod(np.delete(theta[:, ni], k, axis=1), axis=1) if len(ni) > 1 else np.ones(R)
-                J[:, :, p] += (others[:, None] * V * fac)
+                if len(ni) == 1:
+                    t = V if fac is None else V * fac
+                else:
+                    others = tn[:, 1 - k] if len(ni) == 2 else np.prod(np.delete(tn, k, axis=1), axis=1)
+                    t = others[:, None] * V
+                    if fac is not None:
+                        t *= fac
+                Jt[p] += t
             if c.morph is not None:
                 for p, d in zip(c.morph.params, dV):
-                    J[:, :, self._index[p]] += F[:, None] * d * fac
+                    t = F[:, None] * d
+                    if fac is not None:
+                        t *= fac
+                    Jt[self._index[p]] += t
         if not jacobian:
             return mu
-        return mu, J, base
+        return mu, Jt.transpose(1, 2, 0), base
 
     def expected(self, templates: dict, theta=None) -> np.ndarray:
         """Expected counts for all hypotheses at ``theta`` (default: nominal), shape (N, n)."""

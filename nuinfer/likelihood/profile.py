@@ -412,6 +412,8 @@ def _rows_of(prep, rows):
         if "poly" in v:
             C = v["poly"]
             out[k] = {**v, "poly": C[rows] if C.shape[0] > 1 else C, "N": rows.size if C.shape[0] > 1 else 1}
+            if "block" in v and C.shape[0] > 1:  # a blocked PolyTemplate: the node blocks stay
+                out[k]["block"] = v["block"][rows]
             continue
         T = v["T"]
         e = {"T": T[:, rows] if T.shape[1] > 1 else T}

@@ -41,6 +41,12 @@ B16_GS98_8B = 5.46e6
 ER_UNCERTAINTIES = {"pp": 0.01, "7Be": 0.06, "other": 0.15, "efficiency": 0.05}
 
 
+def _g_powers(g2) -> np.ndarray:
+    """Polynomial coefficients (N, 3) ``(1, g^2, g^4)`` of the signal templates at couplings squared ``g2``."""
+    g2 = np.asarray(g2, float)
+    return np.stack([np.ones_like(g2), g2, g2 * g2], axis=1)
+
+
 def _t_nodes():
     from nuinfer.releases.xenonnt_8b import T_GRID
     return np.asarray(T_GRID, float)
@@ -179,17 +185,26 @@ class B8Cevns:
                         flux_normalisation_cm2_s=B16_GS98_8B)
         return ds
 
-    def scan(self, model, masses, g_X, *, cl: float = 0.9, ndof: int = 2):
-        """Profiled (m_X, g_X) surface for one mediator model (scan contract of nuinfer.tasks)."""
+    def scan(self, model, masses, g_X, *, cl: float = 0.9, ndof: int = 2, batched: bool = True):
+        """Profiled (m_X, g_X) surface for one mediator model (scan contract of nuinfer.tasks).
+
+        ``batched``: profile many masses per call (blocked templates, the default) or one call per
+        mass; both give the same surface (see :func:`~nuinfer.tasks.model_scan.mass_coupling_scan`).
+        """
         N = self.mediator_nodes(model, masses)  # (3, M, 49, n)
 
         def templates(i, g2):
             g2 = np.asarray(g2, float)
             if i is None:
                 return self.templates(PolyTemplate(np.ones((g2.size, 1)), self.sm_nodes[None]))
-            return self.templates(PolyTemplate(np.stack([np.ones_like(g2), g2, g2 * g2], axis=1), N[:, i]))
+            return self.templates(PolyTemplate(_g_powers(g2), N[:, i]))
+
+        def templates_block(i, g2):
+            u, block = np.unique(i, return_inverse=True)
+            return self.templates(PolyTemplate(_g_powers(g2), N[:, u].swapaxes(0, 1), block))
 
         return mass_coupling_scan(self.model, templates, self.data, masses, g_X, cost="poisson", cl=cl, ndof=ndof,
+                                  templates_block=templates_block if batched else None,
                                   attrs={"model": str(model), "data_set": f"XENONnT 8B CEvNS release {'+'.join(self.srs)}",
                                          "flux_constraint": self.model.parameters[0].sigma})
 
@@ -246,8 +261,8 @@ class ElectronRecoils:
         return profile(self.model, self.templates(self._sm if group_columns is None else group_columns), self.n,
                        cost=self.cost)
 
-    def scan(self, model, masses, g_X, *, cl: float = 0.9, ndof: int = 2):
-        """Profiled (m_X, g_X) surface for one mediator model."""
+    def scan(self, model, masses, g_X, *, cl: float = 0.9, ndof: int = 2, batched: bool = True):
+        """Profiled (m_X, g_X) surface for one mediator model (``batched`` as in :meth:`B8Cevns.scan`)."""
         T = self.er.er_templates(self.data, model, np.atleast_1d(masses), flux_preset=self.flux_preset)
         C = self.columns(T["T"].transpose("group", "power", "m_X", "E").values)  # (group, power, M, n_col)
 
@@ -256,10 +271,17 @@ class ElectronRecoils:
             if i is None:
                 return self.templates([PolyTemplate(np.ones((g2.size, 1)), self._sm[k][None])
                                        for k in range(len(self.groups))])
-            co = np.stack([np.ones_like(g2), g2, g2 * g2], axis=1)
+            co = _g_powers(g2)
             return self.templates([PolyTemplate(co, C[k, :, i]) for k in range(len(self.groups))])
 
+        def templates_block(i, g2):
+            u, block = np.unique(i, return_inverse=True)
+            co = _g_powers(g2)
+            return self.templates([PolyTemplate(co, C[k][:, u].swapaxes(0, 1), block)
+                                   for k in range(len(self.groups))])
+
         return mass_coupling_scan(self.model, templates, self.n, masses, g_X, cost=self.cost, cl=cl, ndof=ndof,
+                                  templates_block=templates_block if batched else None,
                                   attrs={"model": str(model), "data_set": "XENONnT SR0 electron recoils 1-30 keV",
                                          "likelihood": "binned (1 keV)" if self.binned else "extended unbinned",
                                          "resolution": "sigma/E = 0.310/sqrt(E/keV) + 0.0037 (XENON1T stand-in)"})
