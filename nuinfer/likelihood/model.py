@@ -32,9 +32,15 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.interpolate import CubicSpline
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
+
+def _cubic_spline(x, y):
+    """``scipy.interpolate.CubicSpline(x, y, axis=0, bc_type="not-a-knot")``, imported on first use
+    (scipy.interpolate costs ~0.35 s to import and only spline morphs need it)."""
+    from scipy.interpolate import CubicSpline
+    return CubicSpline(x, y, axis=0, bc_type="not-a-knot")
+
 
 __all__ = ["BinnedModel", "Component", "Morph", "NodeSpline", "Parameter", "PolyTemplate", "ShapeSys"]
 
@@ -144,7 +150,7 @@ class Morph:
         if self.kind == "grid2_spline":
             # cardinal cubic splines: basis[i] interpolates the unit vector e_i on each axis
             object.__setattr__(self, "_basis", tuple(
-                CubicSpline(x, np.eye(x.size), axis=0, bc_type="not-a-knot") for x in nodes))
+                _cubic_spline(x, np.eye(x.size)) for x in nodes))
 
     def cardinal(self, axis: int, p):
         """Values and derivatives (R, n_nodes) of the cardinal splines of one axis at ``p``."""
@@ -246,7 +252,7 @@ class NodeSpline:
         if self.K < 4 or np.any(np.diff(self.nodes) <= 0):
             raise InvalidConfig("morphing nodes must be >= 4 increasing values", key="nuisances.qf_nodes")
         # coefficients (4, K-1, P, bin): one cubic per interval
-        self._c = CubicSpline(self.nodes, v, axis=0, bc_type="not-a-knot").c
+        self._c = _cubic_spline(self.nodes, v).c
 
     @property
     def lo(self) -> float:

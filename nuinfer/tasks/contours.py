@@ -203,7 +203,18 @@ def _scalar(f, threshold):
     return g
 
 
-def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats):
+def _band_candidates(lg, d, ex):
+    """Interior local minima of Delta above the threshold (where a band between grid points may hide)."""
+    G = lg.size
+    if G < 3:
+        return np.empty(0, dtype=np.intp)
+    k = np.arange(1, G - 1)
+    dm, d0, dp = d[k], d[k - 1], d[k + 1]
+    return k[ex[k] & ex[k - 1] & ex[k + 1] & (dm <= d0) & (dm <= dp)
+             & (np.maximum(d0, dp) - dm > _MIN_DIP * np.abs(dm)) & np.isfinite(dm)]
+
+
+def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats, bands=None):
     """Interval edges of one mass column from its excluded runs and the refined crossings.
 
     ``roots`` maps a crossing cell ``j`` to its root in log10 g_X (edge kind 1); the other
@@ -227,23 +238,28 @@ def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats):
         kinds += [klo, khi]
 
     # allowed bands missed by the grid: interior local minima above threshold
-    if g is not None and G >= 3:
-        k = np.arange(1, G - 1)
-        dm, d0, dp = d[k], d[k - 1], d[k + 1]
-        cand = k[ex[k] & ex[k - 1] & ex[k + 1] & (dm <= d0) & (dm <= dp)
-                 & (np.maximum(d0, dp) - dm > _MIN_DIP * np.abs(dm)) & np.isfinite(dm)]
-        for c in cand:
+    if (g is not None or bands is not None) and G >= 3:
+        for c in _band_candidates(lg, d, ex):
             stats["minima_checked"] += 1
-            res = minimize_scalar(lambda x: g(x), bounds=(lg[c - 1], lg[c + 1]),
-                                  method="bounded", options={"xatol": _XTOL})
-            xm, fm = float(res.x), float(res.fun)
-            if not fm < 0.0:
-                continue
-            if not (g(lg[c - 1]) >= 0.0 and g(lg[c + 1]) >= 0.0):
-                stats["fallback"] += 1
-                continue
-            r0 = brentq(g, lg[c - 1], xm, xtol=_XTOL, rtol=_RTOL)
-            r1 = brentq(g, xm, lg[c + 1], xtol=_XTOL, rtol=_RTOL)
+            if bands is not None:  # located already, all masses at once (_refine_bands)
+                found = bands.get(int(c))
+                if found is None:
+                    continue
+                if found == "fallback":
+                    stats["fallback"] += 1
+                    continue
+                xm, r0, r1 = found
+            else:
+                res = minimize_scalar(lambda x: g(x), bounds=(lg[c - 1], lg[c + 1]),
+                                      method="bounded", options={"xatol": _XTOL})
+                xm, fm = float(res.x), float(res.fun)
+                if not fm < 0.0:
+                    continue
+                if not (g(lg[c - 1]) >= 0.0 and g(lg[c + 1]) >= 0.0):
+                    stats["fallback"] += 1
+                    continue
+                r0 = brentq(g, lg[c - 1], xm, xtol=_XTOL, rtol=_RTOL)
+                r1 = brentq(g, xm, lg[c + 1], xtol=_XTOL, rtol=_RTOL)
             # split the interval containing the band: ... lo, [hi=r0], [lo=r1], hi ...
             pos = int(np.searchsorted(np.asarray(edges), xm))
             if pos % 2 != 1:  # not inside an excluded interval (cannot happen: ex[c] holds)
@@ -385,6 +401,116 @@ def _refine_crossings(pairs, lg, cells, threshold, stats):
         root[k] = _bracketed_roots(lambda sub, x: f(k[sub], x), x0[k], x1[k], fa[k], fb[k])
     for n in np.flatnonzero(solve | at_a | at_b):
         out[int(rows[n])][js[n]] = float(root[n])
+    return out
+
+
+def _bounded_minima(f, a, b, *, xatol=_XTOL, max_iter=500):
+    """Minima of many scalar functions on bounded intervals at once: scipy's bounded Brent
+    method (``minimize_scalar(method="bounded")``), vectorised.
+
+    An elementwise transcription of ``scipy.optimize._optimize._minimize_scalar_bounded``
+    (golden-section and parabolic steps, the same tolerances and update rules): for the same
+    function values it takes the same steps and returns the same ``(x, f(x))`` as one scalar call
+    per interval.  ``f(idx, x)`` evaluates functions ``idx`` at points ``x`` (arrays).
+    """
+    a = np.asarray(a, dtype=float).copy()
+    b = np.asarray(b, dtype=float).copy()
+    n = a.size
+    sqrt_eps = np.sqrt(2.2e-16)
+    golden_mean = 0.5 * (3.0 - np.sqrt(5.0))
+    fulc = a + golden_mean * (b - a)
+    nfc, xf = fulc.copy(), fulc.copy()
+    rat, e = np.zeros(n), np.zeros(n)
+    fx = np.asarray(f(np.arange(n), xf), dtype=float)
+    ffulc, fnfc = fx.copy(), fx.copy()
+    xm = 0.5 * (a + b)
+    tol1 = sqrt_eps * np.abs(xf) + xatol / 3.0
+    tol2 = 2.0 * tol1
+    num = 1
+    act = np.abs(xf - xm) > (tol2 - 0.5 * (b - a))
+    while act.any() and num < max_iter:
+        i = np.flatnonzero(act)
+        A, B, XF, XM, T1, T2 = a[i], b[i], xf[i], xm[i], tol1[i], tol2[i]
+        E, RAT = e[i], rat[i]
+        golden = np.ones(i.size, bool)
+        par = np.abs(E) > T1
+        r = (XF - nfc[i]) * (fx[i] - ffulc[i])
+        q = (XF - fulc[i]) * (fx[i] - fnfc[i])
+        p = (XF - fulc[i]) * q - (XF - nfc[i]) * r
+        q = 2.0 * (q - r)
+        p = np.where(q > 0.0, -p, p)
+        q = np.abs(q)
+        r_old = E
+        E = np.where(par, RAT, E)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ok = par & (np.abs(p) < np.abs(0.5 * q * r_old)) & (p > q * (A - XF)) & (p < q * (B - XF))
+            rat_p = (p + 0.0) / q
+        x_p = XF + rat_p
+        near = ((x_p - A) < T2) | ((B - x_p) < T2)
+        si_p = np.sign(XM - XF) + ((XM - XF) == 0)
+        RAT = np.where(ok, np.where(near, T1 * si_p, rat_p), RAT)
+        golden = ~ok
+        E = np.where(golden, np.where(XF >= XM, A - XF, B - XF), E)
+        RAT = np.where(golden, golden_mean * E, RAT)
+        si = np.sign(RAT) + (RAT == 0)
+        x = XF + si * np.maximum(np.abs(RAT), T1)
+        fu = np.asarray(f(i, x), dtype=float)
+        num += 1
+        better = fu <= fx[i]
+        # accepted: the new point becomes the best
+        a[i] = np.where(better, np.where(x >= XF, XF, A), np.where(x < XF, x, A))
+        b[i] = np.where(better, np.where(x >= XF, B, XF), np.where(x < XF, B, x))
+        NFC, FNFC, FULC, FFULC = nfc[i], fnfc[i], fulc[i], ffulc[i]
+        up1 = ~better & ((fu <= FNFC) | (NFC == XF))
+        up2 = ~better & ~up1 & ((fu <= FFULC) | (FULC == XF) | (FULC == NFC))
+        fulc[i] = np.where(better | up1, NFC, np.where(up2, x, FULC))
+        ffulc[i] = np.where(better | up1, FNFC, np.where(up2, fu, FFULC))
+        nfc[i] = np.where(better, XF, np.where(up1, x, NFC))
+        fnfc[i] = np.where(better, fx[i], np.where(up1, fu, FNFC))
+        xf[i] = np.where(better, x, XF)
+        fx[i] = np.where(better, fu, fx[i])
+        e[i], rat[i] = E, RAT
+        xm[i] = 0.5 * (a[i] + b[i])
+        tol1[i] = sqrt_eps * np.abs(xf[i]) + xatol / 3.0
+        tol2[i] = 2.0 * tol1[i]
+        act[i] = np.abs(xf[i] - xm[i]) > (tol2[i] - 0.5 * (b[i] - a[i]))
+    return xf, fx
+
+
+def _refine_bands(pairs, lg, cands, threshold):
+    """Allowed bands between grid points at the candidate minima of many masses, all at once.
+
+    ``cands``: mass index -> candidate grid indices ``c`` (:func:`_band_candidates`).  Returns
+    mass index -> ``{c: (x_min, r0, r1)}`` for a band found in ``(lg[c-1], lg[c+1])``,
+    ``"fallback"`` where the exact statistic disagrees with the grid at the bracket ends, and no
+    entry where the minimum stays above the threshold -- what :func:`_assemble_row` finds with
+    one scalar minimisation and two brentq calls per candidate.
+    """
+    out = {i: {} for i in cands}
+    rows = np.concatenate([np.full(len(c), i, dtype=np.intp) for i, c in cands.items()] or [np.empty(0, np.intp)])
+    cs = np.concatenate([np.asarray(c, dtype=np.intp) for c in cands.values()] or [np.empty(0, np.intp)])
+    if cs.size == 0:
+        return out
+
+    def f(k, x):
+        return np.asarray(pairs(rows[k], 10.0**x), dtype=float) - threshold
+
+    lo, hi = lg[cs - 1], lg[cs + 1]
+    xm, fm = _bounded_minima(f, lo, hi)
+    dip = np.flatnonzero(fm < 0.0)
+    if dip.size == 0:
+        return out
+    ends = f(np.r_[dip, dip], np.r_[lo[dip], hi[dip]])
+    flo, fhi = ends[:dip.size], ends[dip.size:]
+    good = (flo >= 0.0) & (fhi >= 0.0)
+    for n in dip[~good]:
+        out[int(rows[n])][int(cs[n])] = "fallback"
+    k = dip[good]
+    if k.size:
+        r0 = _bracketed_roots(lambda sub, x: f(k[sub], x), lo[k], xm[k], flo[good], fm[k])
+        r1 = _bracketed_roots(lambda sub, x: f(k[sub], x), xm[k], hi[k], fm[k], fhi[good])
+        for n, x0, a0, a1 in zip(k, xm[k], r0, r1):
+            out[int(rows[n])][int(cs[n])] = (float(x0), float(a0), float(a1))
     return out
 
 
@@ -871,6 +997,8 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
                 if not failed_rows[i]}
         roots = _refine_crossings(refine.pairs, lg, {i: r[3] for i, r in runs.items()},
                                   threshold, stats)
+        bands = _refine_bands(refine.pairs, lg, {i: _band_candidates(lg, delta[i], r[0])
+                                                 for i, r in runs.items() if r[0].any()}, threshold)
     edges, kinds = [], []
     for i, row in enumerate(delta):
         f = None if refine is None else (
@@ -880,7 +1008,7 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
         elif batched:
             ex, starts, ends, _ = runs[i]
             e, k = _assemble_row(lg, row, ex, starts, ends, roots[i], threshold,
-                                 _scalar(f, threshold), stats)
+                                 _scalar(f, threshold), stats, bands=bands.get(i, {}))
         else:
             e, k = _row_intervals(lg, row, threshold, f, stats)
         edges.append(e)

@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
-from scipy.optimize import brentq, minimize_scalar
 from scipy.special import chdtri
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
@@ -317,6 +316,8 @@ def parameter_profile(fit_at: Callable, grid, *, name: str, null: float | None =
         raise InvalidConfig("the parameter grid must be >= 3 increasing values", key=f"signal.scan.{name}")
     r = fit_at(x)
     prof = r.minimum
+
+    from scipy.optimize import brentq, minimize_scalar  # on first use (~0.2 s import)
 
     def at(v):
         return float(fit_at(np.atleast_1d(float(v))).minimum[0])
