@@ -59,6 +59,9 @@ def _die_with_parent() -> None:
 
 
 _CURRENT = None
+#: modules the worker imports after matplotlib, before its first job: figure jobs carry xarray
+#: objects and nuinfer.tasks.contours results
+_PRELOAD = ("xarray", "nuinfer.tasks.contours")
 
 
 def current():
@@ -91,6 +94,11 @@ def _worker(conn, parent_pid: int) -> None:  # pragma: no cover - runs in the fo
     if os.getppid() != parent_pid:
         os._exit(0)
     import nuinfer.plotting  # noqa: F401 - warm: matplotlib and the style tables
+    for mod in _PRELOAD:  # what unpickling the jobs' data needs (while the caller still computes)
+        try:
+            __import__(mod)
+        except ImportError:  # pragma: no cover
+            pass
     while True:
         try:
             msg = conn.recv()

@@ -193,39 +193,14 @@ def cmd_spectrum(args) -> int:
                    "sm_total": float(ds["total"].sum()), "model_totals": totals})
 
 
-def _g90_upper_bounds(res: dict, out: Path) -> None:
-    """Say in the JSON (and on stderr) which g90 values equal the smallest grid coupling."""
-    import numpy as np
-
-    from nuinfer.tasks import exclusion
-    try:
-        ds = io.read_netcdf(out)
-    except Exception:  # pragma: no cover - the file was just written
-        return
-    flags, notes = {}, []
-    models = [str(m) for m in ds["model"].values] if "model" in ds.dims else [None]
-    for mo in models:
-        one = ds.sel(model=mo) if mo is not None else ds
-        try:  # stored with the scan (with_exclusion); files without it get it computed
-            ub = np.asarray((one if "g90_upper_bound" in one else exclusion(one))["g90_upper_bound"].values, bool)
-        except Exception:  # pragma: no cover
-            continue
-        m = np.asarray(one["m_X"].values, float)
-        table = (res.get("g90") or {}).get(mo, {}) if mo is not None else res.get("g90", {})
-        per = {}
-        for key in table:
-            mm = float(key)
-            if not m[0] * (1 - 1e-9) <= mm <= m[-1] * (1 + 1e-9):
-                continue
-            j = int(np.searchsorted(m, mm))
-            near = [i for i in (j - 1, j) if 0 <= i < m.size]
-            per[key] = bool(any(ub[i] for i in near))
-        flags[mo] = {"reference_masses": per, "grid_masses_MeV": [float(x) for x in m[ub]]}
-        bad = [k for k, v in per.items() if v]
+def _g90_upper_bounds(res: dict) -> None:
+    """Say on stderr which g90 values equal the smallest grid coupling (flags from run_contour)."""
+    notes = []
+    for mo, flags in res.get("g90_upper_bound", {}).items():
+        bad = [k for k, v in flags["reference_masses"].items() if v]
         if bad:
             notes.append(f"{mo}: g90 at m_X = {', '.join(bad)} MeV equals the smallest grid coupling, so it is "
                          "only an upper bound on the limit; lower signal.scan.g_X.lo")
-    res["g90_upper_bound"] = flags
     if notes:
         res["notes"] = notes
         for n in notes:
@@ -301,7 +276,7 @@ def cmd_contour(args) -> int:
     from nuinfer.render import Renderer
     with _group(_with(out, ".png")), Renderer(parallel=None if not args.no_plot else False) as figures:
         res = _xenon_tasks.run_contour(ana, out, plot=not args.no_plot, quiet=args.quiet, figures=figures)
-    _g90_upper_bounds(res, out)
+    _g90_upper_bounds(res)
     return _print(res)
 
 

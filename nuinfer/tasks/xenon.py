@@ -227,6 +227,26 @@ def g90_table(scan_ds, masses=REFERENCE_MASSES_MEV) -> dict:
     return out
 
 
+def upper_bound_flags(ds, g90: dict) -> dict:
+    """Per model: which reference masses of ``g90`` (and which grid masses) have a g90 equal to the
+    smallest grid coupling, i.e. only an upper bound on the limit (``g90_upper_bound`` of a
+    stacked scan with exclusion, :func:`with_exclusion`)."""
+    flags = {}
+    for mo in (str(m) for m in ds["model"].values):
+        one = ds.sel(model=mo)
+        ub = np.asarray(one["g90_upper_bound"].values, bool)
+        m = np.asarray(one["m_X"].values, float)
+        per = {}
+        for key in g90.get(mo, {}):
+            mm = float(key)
+            if not m[0] * (1 - 1e-9) <= mm <= m[-1] * (1 + 1e-9):
+                continue
+            j = int(np.searchsorted(m, mm))
+            per[key] = bool(any(ub[i] for i in (j - 1, j) if 0 <= i < m.size))
+        flags[mo] = {"reference_masses": per, "grid_masses_MeV": [float(x) for x in m[ub]]}
+    return flags
+
+
 def g90_curve(res) -> dict:
     """``{"m_X_MeV": [...], "g90": [...]}`` of a ContourResult (None where nothing is excluded)."""
     m = np.asarray(res.g90["m_X"].values, float)
@@ -277,18 +297,18 @@ def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool
         scans[mo], tmpl[mo] = scan_model(ana, mo, fm=fm, progress=not quiet and _tty(), return_templates=True)
     refine = {mo: refiner(tmpl[mo], scans[mo]) for mo in use}
     results = contour_results(scans, refine)
-    ds = with_exclusion(stack_scans(scans), results)
-    ds.attrs.update(provenance_attrs(config=json.loads(ana.to_json())))
-    ds.attrs.update(models=",".join(use), data_set=data_label(ana),
-                    calibration=str(scans[use[0]].attrs.get("calibration", "asymptotic")))
     out = Path(out)
-    write_netcdf(ds, out)
     png = None
-    if plot:
+    if plot:  # first: a figure worker draws it while the file is written
         from nuinfer.render import Renderer
         r = figures if figures is not None else Renderer(parallel=False)
         png = r.submit(out.with_suffix(".png"), _contour_figure, results, ana.process, ana.name,
                        calibration_note(scans[use[0]], data_label(ana)))
+    ds = with_exclusion(stack_scans(scans), results)
+    ds.attrs.update(provenance_attrs(config=json.loads(ana.to_json())))
+    ds.attrs.update(models=",".join(use), data_set=data_label(ana),
+                    calibration=str(scans[use[0]].attrs.get("calibration", "asymptotic")))
+    write_netcdf(ds, out)
     g90 = {mo: mass_keyed(g90_table(results[mo])) for mo in use}
     res = {
         "output": str(out),
@@ -299,6 +319,7 @@ def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool
         "g90_at_m_X_MeV": g90,
         "g90": g90,  # alias of g90_at_m_X_MeV kept for existing callers
         "wall_time_s": round(time.perf_counter() - t0, 2),
+        "g90_upper_bound": upper_bound_flags(ds, g90),
     }
     _say(f"wrote {out}" + (f" and {png}" if png else ""), quiet)
     return res
