@@ -324,7 +324,10 @@ def _run_sample(analysis, out, *, walkers: int | None = None, steps: int | None 
     for line in diag.messages:
         _say(line, quiet)
 
-    kept = {n: run.chain[:, diag.burn::diag.thin, j] for j, n in enumerate(run.names)}
+    # the post-burn-in draws laid out as chains_from_tree gives them from the file (a C-ordered
+    # (walker, step) array per parameter, then sliced), so run_plot can reuse this report
+    kept = {n: np.ascontiguousarray(run.chain[:, :, j])[:, diag.burn::diag.thin]
+            for j, n in enumerate(run.names)}
     report = posterior_report(kept, pars)
     for line in report["messages"]:
         _say(line, quiet)
@@ -357,7 +360,10 @@ def _run_sample(analysis, out, *, walkers: int | None = None, steps: int | None 
     tree_out = _post.to_datatree(run, posterior, diag, observed=observed, constant=constant,
                                  extra_groups=extra, attrs=attrs, pointwise=pointwise)
     out.parent.mkdir(parents=True, exist_ok=True)
+    before = _file_id(out)
+    _PLOT_MEMO.clear()
     write_netcdf(tree_out, out)
+    _remember(out, before, tree_out, kept, pars, report)
     _say(f"wrote {out}", quiet)
 
     summ = report["summary"]
@@ -535,7 +541,13 @@ def _limit_rows(tab: dict, freq_g90=None) -> list:
     return rows
 
 
-def posterior_report(chains: dict, parameters, *, n_slices: int = 20, cred: float = 0.9) -> dict:
+def _prior_key(p) -> tuple | None:
+    """What the report's numbers depend on in a parameter's prior."""
+    return None if p is None else (p.prior, p.lo, p.hi, p.mu, p.sigma)
+
+
+def posterior_report(chains: dict, parameters, *, n_slices: int = 20, cred: float = 0.9,
+                     _reuse: tuple | None = None) -> dict:
     """Summaries with MCSE, prior dominance and the credible limits per mass slice of a run.
 
     Parameters
@@ -544,6 +556,11 @@ def posterior_report(chains: dict, parameters, *, n_slices: int = 20, cred: floa
         Post-burn-in draws (:func:`nuinfer.tasks.posterior.chains_from_tree`).
     parameters : sequence of Parameter
         The sampled parameters (priors).
+    _reuse : (report, parameters, n_slices, cred), optional
+        Internal: a report of the very same ``chains`` arrays and the arguments it was made
+        with; the parts that do not depend on what differs (the summary always, each
+        parameter's prior dominance when its prior is the same, the credible limits when the
+        mass and coupling priors, ``n_slices`` and ``cred`` are) are taken from it.
 
     Returns
     -------
@@ -554,8 +571,17 @@ def posterior_report(chains: dict, parameters, *, n_slices: int = 20, cred: floa
         log10_g_X are sampled) and ``messages`` (warnings as text; never Python warnings).
     """
     pars = {p.name: p for p in parameters}
-    summ = _post.summarize(chains)
-    dom = _post.prior_dominance(chains, parameters)
+    old, old_pars, old_slices, old_cred = _reuse if _reuse is not None else (None, (), None, None)
+    old_keys = {q.name: _prior_key(q) for q in old_pars}
+    same = {n for n, p in pars.items() if n in old_keys and old_keys[n] == _prior_key(p)}
+    summ = old["summary"] if old is not None else _post.summarize(chains)
+    ess = {n: r["ess"] for n, r in summ.items()}
+    if old is None:
+        dom = _post.prior_dominance(chains, parameters, ess=ess)
+    else:
+        new = _post.prior_dominance(chains, [p for p in parameters if p.name not in same], ess=ess)
+        dom = {p.name: old["prior_dominance"][p.name] if p.name in same else new[p.name]
+               for p in parameters if p.name in chains}
     dominated = [n for n, d in dom.items() if d["prior_dominated"]]
     msgs = [f"WARNING: the posterior of {n} is prior-dominated (KS distance to its prior "
             f"{dom[n]['ks_distance']:.3f}, Monte Carlo noise {dom[n]['ks_noise']:.3f}); it "
@@ -568,8 +594,13 @@ def posterior_report(chains: dict, parameters, *, n_slices: int = 20, cred: floa
     lim = None
     if "log10_m_X" in chains and "log10_g_X" in chains:
         pm = pars["log10_m_X"]
-        lim = credible_upper_limits(chains["log10_m_X"], chains["log10_g_X"], box=(pm.lo, pm.hi),
-                                    n_slices=n_slices, cred=cred, g_prior=pars["log10_g_X"])
+        if (old is not None and old["credible_limits"] is not None and old_slices == n_slices
+                and old_cred == cred and {"log10_m_X", "log10_g_X"} <= same):
+            lim = old["credible_limits"]
+        else:
+            lim = credible_upper_limits(chains["log10_m_X"], chains["log10_g_X"],
+                                        box=(pm.lo, pm.hi), n_slices=n_slices, cred=cred,
+                                        g_prior=pars["log10_g_X"])
         bad = lim["prior_dominated"]
         if bad.any():
             ms = ", ".join(f"{m:.3g}" for m in lim["m_center"][bad])
@@ -657,43 +688,126 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
     -------
     dict
         Paths of the figures and tables and a small summary (``summary`` key).
+
+    Notes
+    -----
+    Called on the file :func:`run_sample` of this process has just written (and that is still
+    there unchanged), the data come from memory instead of being read back, together with the
+    summaries already computed: the outputs are the same as from the file.
     """
+    path = Path(posterior_path)
+    data = _recall(path)
+    if data is None:
+        data = _plot_data(read_datatree(path), path)
+    outdir = Path(outdir) if outdir is not None else path.parent
+    outdir.mkdir(parents=True, exist_ok=True)
+    return _plot(data, path, outdir / path.stem, n_slices)
+
+
+#: What ``run_sample`` of this process wrote last, for ``run_plot`` of the same file (one entry:
+#: ``path``, ``file_id``, ``data``); see :func:`_remember`.
+_PLOT_MEMO: dict = {}
+
+
+def _file_id(path) -> tuple | None:
+    """Identity of the file at ``path`` (device, inode, size, mtime), ``None`` if there is none."""
+    import os
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _remember(out: Path, before, tree: xr.DataTree, kept: dict, pars, report: dict) -> None:
+    """Keep what :func:`run_plot` reads from a file ``run_sample`` has just written.
+
+    Only when the file at ``out`` is now a new one (another inode than ``before``: written and
+    renamed into place, not deferred by an output group); :func:`_recall` gives it back while
+    the file there is unchanged.  The data are those the file holds (attributes sanitised as
+    :func:`nuinfer.io.write_netcdf` writes them) and the chains are laid out as
+    :func:`_plot_data` reads them, so plotting from memory or from the file gives the same
+    figures, tables and summary.
+    """
+    from nuinfer.io import sanitize_attrs
+
+    after = _file_id(out)
+    if after is None or (before is not None and after[:2] == before[:2]):
+        return
+    names = json.loads(tree.attrs["sampled_variables"])
+    post = tree["posterior"]
+    freq = None
+    if "frequentist" in tree.children:
+        freq = tree["frequentist"].to_dataset(inherit=False).copy(deep=False)
+        freq.attrs = sanitize_attrs(freq.attrs)
+    data = {
+        "names": names,
+        "chains": {n: kept[n] for n in names},
+        "var_attrs": {n: sanitize_attrs(post[n].attrs) for n in names},
+        "root_attrs": sanitize_attrs(tree.attrs),
+        "ss_attrs": sanitize_attrs(tree["sample_stats"].attrs),
+        "freq": freq,
+        "pars": _stored_parameters(tree, names),  # as run_plot reads them from the file
+        "reuse": (report, tuple(pars), 20, 0.9),  # report = posterior_report(kept, pars)
+    }
+    _PLOT_MEMO.update(path=str(out.resolve()), file_id=after, data=data)
+
+
+def _recall(path: Path) -> dict | None:
+    """The data :func:`_remember` kept for ``path`` if the file there is still that one."""
+    if not _PLOT_MEMO or _PLOT_MEMO["path"] != str(path.resolve()):
+        return None
+    if _file_id(path) != _PLOT_MEMO["file_id"]:
+        return None
+    return _PLOT_MEMO["data"]
+
+
+def _plot_data(tree: xr.DataTree, path: Path) -> dict:
+    """What :func:`run_plot` needs from a posterior file (read with :func:`read_datatree`)."""
+    if "posterior" not in tree.children or "sampled_variables" not in tree.attrs:
+        raise DataFileError(f"{path} is not a nuinfer posterior file (no posterior group)",
+                            key="posterior")
+    names = json.loads(tree.attrs["sampled_variables"])
+    post = tree["posterior"]
+    return {
+        "names": names,
+        "chains": _post.chains_from_tree(tree, names),
+        "var_attrs": {n: dict(post[n].attrs) for n in names},
+        "root_attrs": dict(tree.attrs),
+        "ss_attrs": dict(tree["sample_stats"].attrs),
+        "freq": tree["frequentist"].to_dataset() if "frequentist" in tree.children else None,
+        "pars": _stored_parameters(tree, names),
+        "reuse": None,
+    }
+
+
+def _plot(data: dict, path: Path, stem: Path, n_slices: int) -> dict:
+    """Figures, tables and summary of :func:`run_plot` from :func:`_plot_data` output."""
     import corner
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     from nuinfer.plotting import save
 
-    path = Path(posterior_path)
-    tree = read_datatree(path)
-    if "posterior" not in tree.children or "sampled_variables" not in tree.attrs:
-        raise DataFileError(f"{path} is not a nuinfer posterior file (no posterior group)",
-                            key="posterior")
-    outdir = Path(outdir) if outdir is not None else path.parent
-    outdir.mkdir(parents=True, exist_ok=True)
-    stem = outdir / path.stem
-    samples, names = _post.stacked_samples(tree)
-    chains = _post.chains_from_tree(tree, names)
-    post = tree["posterior"].to_dataset()
-    ss = tree["sample_stats"].to_dataset()
-    pars = _stored_parameters(tree, names)
-    freq = tree["frequentist"].to_dataset() if "frequentist" in tree.children else None
-    labels = [post[n].attrs.get("latex_label", n) for n in names]
+    names, chains, var_attrs = data["names"], data["chains"], data["var_attrs"]
+    root, ss_attrs, freq, pars = data["root_attrs"], data["ss_attrs"], data["freq"], data["pars"]
+    samples = np.column_stack([chains[n].reshape(-1) for n in names])
+    labels = [var_attrs[n].get("latex_label", n) for n in names]
     boxes = []
     for i, n in enumerate(names):
-        a = post[n].attrs
+        a = var_attrs[n]
         lo, hi = float(a.get("prior_lo", -np.inf)), float(a.get("prior_hi", np.inf))
         if np.isfinite(lo) and np.isfinite(hi):
             boxes.append((lo, hi))
         else:
             boxes.append(tuple(np.quantile(samples[:, i], (0.0005, 0.9995))))
-    model = str(tree.attrs.get("model", ""))
-    burn, thin = int(ss.attrs.get("burn", 0)), int(ss.attrs.get("thin", 1))
-    sample_txt = (f"{samples.shape[0]} = {int(tree.attrs['nwalkers'])} walkers x "
-                  f"{(int(tree.attrs['nsteps']) - burn + thin - 1) // thin} steps after burn-in "
-                  f"{burn} ({ss.attrs.get('burn_rule', '')}), thin {thin}")
+    model = str(root.get("model", ""))
+    burn, thin = int(ss_attrs.get("burn", 0)), int(ss_attrs.get("thin", 1))
+    sample_txt = (f"{samples.shape[0]} = {int(root['nwalkers'])} walkers x "
+                  f"{(int(root['nsteps']) - burn + thin - 1) // thin} steps after burn-in "
+                  f"{burn} ({ss_attrs.get('burn_rule', '')}), thin {thin}")
 
-    report = posterior_report(chains, pars, n_slices=n_slices)
+    report = posterior_report(chains, pars, n_slices=n_slices, _reuse=data["reuse"])
     summ, dom = report["summary"], report["prior_dominance"]
 
     # corner plot: quantile lines and "median and 5-95%" titles only where the data, not the prior,
@@ -723,7 +837,7 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
                     f"(scipy.stats.chi2.ppf({cl:g}, {ndof}), {freq.attrs.get('scan_mode', '')})")
     else:
         freq_txt = "not stored"
-    meta = {"model": model, "statistic": str(tree.attrs.get("statistic", "")),
+    meta = {"model": model, "statistic": str(root.get("statistic", "")),
             "frequentist": freq_txt, "samples": sample_txt, "file": str(path),
             "mcse": MCSE_RULE, "prior_dominance": PRIOR_DOMINANCE_RULE}
     p_csv, p_md = _write_tables(stem, tab, fg, meta)
@@ -757,7 +871,7 @@ def run_plot(posterior_path, *, outdir=None, n_slices: int = 20) -> dict:
     ax.set_xlabel(r"$m_X$ [MeV]")
     ax.set_ylabel(r"$g_X$")
     try:
-        obs = json.loads(tree.attrs.get("config_json", "{}")).get("statistics", {}).get("data", "asimov")
+        obs = json.loads(root.get("config_json", "{}")).get("statistics", {}).get("data", "asimov")
     except ValueError:
         obs = "asimov"
     data_txt = "Asimov SM data" if obs == "asimov" else f"observed counts {Path(str(obs)).name}"
