@@ -435,6 +435,7 @@ class _Run:
         self.results: dict = {}
         self.files: list = []
         self.figures = None  # the Renderer of the run (set by reproduce)
+        self.prefetch = None  # process computing the real-data scans beside the steps (reproduce)
 
     def ana(self, fig, proc):
         return preset(f"{fig}_{proc}", self.ov)
@@ -650,6 +651,39 @@ def _coherent_results(run: _Run) -> tuple[dict, str | None]:
     return out, None
 
 
+def _prefetch_real(run: _Run) -> None:  # pragma: no cover - runs in a forked child
+    """Child process: compute (or find) the real-data scan files of the "current" step."""
+    import os
+    import signal
+
+    from nuinfer.render import _die_with_parent
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # the parent's handlers would remove its temporaries
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    status = 0
+    try:
+        for key, _proc, name, _label in REAL_DATA:
+            _real_scans(run, key, name, list(run.cfg["real_models"]))
+    except BaseException:  # noqa: BLE001 - the parent computes them itself then
+        status = 1
+    os._exit(status)
+
+
+def start_prefetch(run: _Run):
+    """Fork a process that writes the real-data scans (``current_*.nc``) while the other steps run;
+    :func:`_step_current` waits for it and reads the files (or computes them if it failed).
+    Returns the process, or None where figures are not parallel either (one core, no fork)."""
+    from nuinfer.render import parallel_default
+    if not parallel_default():
+        return None
+    import multiprocessing as mp
+    proc = mp.get_context("fork").Process(target=_prefetch_real, args=(run,), daemon=True,
+                                          name="nuinfer-real-data")
+    proc.start()
+    return proc
+
+
 def _step_current(run: _Run) -> dict:
     from nuinfer.io import write_netcdf
     from nuinfer.plotting import MODEL_LABEL, PROCESS_LABEL, legend_figure, plot_contours, save
@@ -657,6 +691,7 @@ def _step_current(run: _Run) -> dict:
         for proc in ("cevns", "eves"):
             run.contour_scans(fig, proc)
     models = list(run.cfg["real_models"])
+    fresh = False
     sec = {"data_sets": {}, "figures": [], "notes": [], "limits": {}, "grid": list(run.cfg["real_grid"]),
            "models": models}
     if run.mode == "quick":
@@ -664,7 +699,12 @@ def _step_current(run: _Run) -> dict:
                             "all seven models).")
     real = {}
     for key, proc, name, label in REAL_DATA:
+        if run.prefetch is not None:  # the real-data scans ran beside the earlier steps
+            run.prefetch.join()
+            fresh = run.prefetch.exitcode == 0
+            run.prefetch = None
         scans, reused = _real_scans(run, key, name, models)
+        reused = reused and not fresh
         real[proc] = (label, contour_results(scans), scans)
         sec["data_sets"][key] = {"label": label, "process": proc, "preset": f"models/{name}.toml",
                                  "file": f"current_{key}.nc", "reused_from_earlier_run": reused,
@@ -760,6 +800,8 @@ def reproduce(outdir="outputs", *, quick: bool = False, quiet: bool = False, onl
     timings = {}
     # figures are drawn by a second process while the next steps compute (nuinfer.render)
     with Renderer() as run.figures, run.figures.active():
+        if "current" in steps and steps.index("current") > 0:
+            run.prefetch = start_prefetch(run)
         for i, name in enumerate(steps):
             t = time.perf_counter()
             sec = _STEP_FUNCS[name](run)
