@@ -416,7 +416,7 @@ def plot_contours(scans: dict, *, ax=None, title: str = "", styles: dict | None 
 
     fig = None
     if ax is None:
-        fig, (ax,) = legend_figure()
+        fig, (ax,) = legend_figure(legend_width=2.6)  # room for the data-set and threshold heading
     thr_texts = set()
     handles = []
     lims = []
