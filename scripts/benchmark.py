@@ -4,7 +4,7 @@
     python scripts/benchmark.py                  # full run
     python scripts/benchmark.py --quick          # fewer repeats, smaller reference subsets
     python scripts/benchmark.py --json out.json  # also write every number
-    python scripts/benchmark.py --only ab        # sections a, b, c, d, e
+    python scripts/benchmark.py --only ab        # sections a, b, c, d, e, f
 
 Sections (peers in scripts/peers.py, fed with tables built once from nuinfer's own source shapes,
 so the physics is identical; every peer is checked against nuinfer before it is timed):
@@ -25,6 +25,11 @@ so the physics is identical; every peer is checked against nuinfer before it is 
   e. toy-calibrated limits (issue 14): raster curve (200 masses, 1000 toys per tested point)
      in-process and on 2 local dask workers; joint curve on a subset of masses on 1 and 2 local
      workers (speed-up measured, extrapolated to 200 masses; said so).  No peer.
+  f. what a user waits for: wall time of whole commands, each in a fresh process (cold start:
+     interpreter, imports, physics, files, figures) -- `nuinfer contour models/fig3_cevns.toml`
+     with and without its figure, `nuinfer reproduce` into an empty folder, and `--quick`; the
+     figures drawn in-process (NUINFER_PARALLEL_FIGURES=0) as the comparison.  Medians of 3
+     (1 for reproduce); the ratio full / quick of this run.  No peer.
 
 All timed code runs inside threadpoolctl.threadpool_limits(1) (BLAS pinned to one thread).
 Times are medians of repeats (5 by default, 3 with --quick; fewer where stated); every ratio is
@@ -611,6 +616,51 @@ def bench_toys(quick: bool = False, rep: int = 5, joint_masses: int = 40):
 
 
 # =============================================================================================
+def _command_wall(args, env_extra=None, outdir=None) -> float:
+    """Wall time of ``nuinfer ARGS`` in a fresh process (the entry point next to this Python)."""
+    import shutil
+    import subprocess
+    import tempfile
+    exe = Path(sys.executable).with_name("nuinfer")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "import sys; from nuinfer.cli import main; "
+                                                               "sys.exit(main())"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", **(env_extra or {}))
+    d = Path(tempfile.mkdtemp(prefix="nuinfer-bench-"))
+    try:
+        argv = [a.replace("{out}", str(d)) for a in args]
+        t = time.perf_counter()
+        r = subprocess.run(cmd + argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        dt = time.perf_counter() - t
+        if r.returncode != 0:
+            raise RuntimeError(f"nuinfer {' '.join(argv)} failed: {r.stderr.strip()[-300:]}")
+        return dt
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_commands(quick: bool = False, rep: int = 3):
+    print("\n== f. commands from a cold start (fresh process each; wall time) ==")
+    rep = min(rep, 3)
+    contour = ["contour", "models/fig3_cevns.toml", "-q", "-o", "{out}/c.nc"]
+    out = {}
+    for label, args, extra in (
+            ("contour fig3_cevns (figure drawn beside)", contour, None),
+            ("contour fig3_cevns (figure in-process)", contour, {"NUINFER_PARALLEL_FIGURES": "0"}),
+            ("contour fig3_cevns --no-plot", contour + ["--no-plot"], None)):
+        ts = [_command_wall(args, extra) for _ in range(rep)]
+        out[label] = statistics.median(ts)
+        print(f"  {label:<45} median {out[label]:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in ts)})")
+    n = 1
+    for label, args in (("reproduce", ["reproduce", "-q", "--outdir", "{out}/r"]),
+                        ("reproduce --quick", ["reproduce", "--quick", "-q", "--outdir", "{out}/r"])):
+        ts = [_command_wall(args) for _ in range(n)]
+        out[label] = statistics.median(ts)
+        print(f"  {label:<45} {out[label]:.1f} s")
+    out["full_over_quick"] = out["reproduce"] / out["reproduce --quick"]
+    print(f"  reproduce full / --quick: {out['full_over_quick']:.2f}x")
+    RESULTS["f"] = out
+
+
 def summary():
     print("\n== summary (this run; times are medians; ratio = peer time / nuinfer time, or nuinfer rate / peer rate) ==")
     rows = []
@@ -646,6 +696,13 @@ def summary():
                   f"{e['raster_local, 2 workers_s']:.1f} s", None),
                  ("e joint toy curve (200 m)*", f"{e['joint_extrapolated_200_1_worker_s']:.0f} s (1 worker)",
                   "2 local workers*", f"{e['joint_extrapolated_200_2_workers_s']:.0f} s", None)]
+    f = RESULTS.get("f")
+    if f:
+        rows += [("f contour fig3_cevns, cold", f"{f['contour fig3_cevns (figure drawn beside)']:.2f} s",
+                  "figure drawn in-process", f"{f['contour fig3_cevns (figure in-process)']:.2f} s",
+                  f["contour fig3_cevns (figure in-process)"] / f["contour fig3_cevns (figure drawn beside)"]),
+                 ("f reproduce, cold", f"{f['reproduce']:.1f} s", "reproduce --quick",
+                  f"{f['reproduce --quick']:.1f} s", None)]
     w = [max(len(str(r[i])) for r in rows) for i in range(4)] if rows else [0] * 4
     for r in rows:
         ratio = "" if r[4] is None else f"{r[4]:8.1f}x"
@@ -658,10 +715,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 repeats, smaller reference subsets")
     ap.add_argument("--json", metavar="FILE", help="write every number to FILE")
-    ap.add_argument("--only", default="abcde", help="sections to run (default abcde)")
+    ap.add_argument("--only", default="abcdef", help="sections to run (default abcdef)")
     args = ap.parse_args()
     rep = 3 if args.quick else 5
     RESULTS["options"] = {"quick": args.quick, "repeats": rep, "only": args.only}
+    os.chdir(Path(__file__).resolve().parents[1])  # models/ of this checkout for section f
     RESULTS["machine_start"] = machine_state("start")
     t0 = time.perf_counter()
     with threadpool_limits(limits=1):
@@ -677,6 +735,8 @@ def main():
             bench_real_data(args.quick, rep)
         if "e" in args.only:
             bench_toys(args.quick, rep)
+    if "f" in args.only:  # whole commands in fresh processes (they pin BLAS themselves)
+        bench_commands(args.quick, rep)
     RESULTS["wall_s"] = time.perf_counter() - t0
     summary()
     RESULTS["machine_end"] = machine_state("end")
