@@ -289,3 +289,24 @@ def test_console_script_contour(tmp_path):
     assert json.loads(r.stdout)["output"] == "sub.nc"
     with xr.open_dataset(tmp_path / "sub.nc") as ds:
         assert_finite_dataset(ds.load())
+
+
+def test_console_entry_exits_fast_with_the_status_and_all_output(tmp_path):
+    """`nuinfer` (nuinfer.cli:run) skips the interpreter teardown with os._exit: the exit status,
+    the JSON on stdout and the error line on stderr must still arrive whole."""
+    import json as _json
+    import subprocess
+    import sys as _sys
+    from pathlib import Path as _Path
+    code = "import sys; from nuinfer.cli import run; sys.argv[0] = 'nuinfer'; run()"
+    root = _Path(__file__).resolve().parents[1]
+    ok = subprocess.run([_sys.executable, "-c", code, "inspect", str(root / "models" / "fig3_cevns.toml")],
+                        capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert _json.loads(ok.stdout)["name"] == "fig3_cevns"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[x\n")
+    err = subprocess.run([_sys.executable, "-c", code, "inspect", str(bad)], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert err.returncode == 2
+    assert err.stderr.startswith("nuinfer: error:") and "malformed TOML" in err.stderr

@@ -15,7 +15,7 @@ import sys
 
 from nuinfer.exceptions import ConfigError, NuinferError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
@@ -228,3 +228,26 @@ def main(argv=None) -> int:
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
+
+
+def run() -> None:
+    """Console entry point: :func:`main`, then a fast exit.
+
+    Every output is written and closed when :func:`main` returns, and the exit handlers run here;
+    the interpreter's final teardown (freeing every object of numpy, scipy, xarray and pandas one by
+    one, ~0.15 s) is skipped with ``os._exit``, as the operating system frees the memory anyway.
+    ``NUINFER_SLOW_EXIT=1`` keeps the ordinary exit.
+    """
+    status = main()
+    if os.environ.get("NUINFER_SLOW_EXIT"):
+        sys.exit(status)
+    import atexit
+    try:
+        atexit._run_exitfuncs()  # logging, multiprocessing and library handlers, as at a normal exit
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed or broken pipe: nothing more to say
+                pass
+        os._exit(status if isinstance(status, int) else 1)
