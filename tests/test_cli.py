@@ -310,3 +310,29 @@ def test_console_entry_exits_fast_with_the_status_and_all_output(tmp_path):
                          cwd=tmp_path)
     assert err.returncode == 2
     assert err.stderr.startswith("nuinfer: error:") and "malformed TOML" in err.stderr
+
+
+def test_command_line_imports_emcee_without_scipy_stats():
+    """The command's import hook keeps emcee's optional KDE move from loading scipy.stats (0.6 s);
+    emcee's default sampler still runs, and scipy.stats itself still imports for anyone else."""
+    import subprocess
+    import sys as _sys
+    from pathlib import Path as _Path
+    root = _Path(__file__).resolve().parents[1]
+    code = f"""
+import sys, io, contextlib
+from nuinfer.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["inspect", {str(root / "models" / "fig3_cevns.toml")!r}]) == 0
+import numpy as np, emcee
+assert "scipy.stats" not in sys.modules
+s = emcee.EnsembleSampler(8, 2, lambda x: -0.5 * np.sum(x * x), vectorize=False)
+s.run_mcmc(np.random.default_rng(1).normal(size=(8, 2)), 20)
+assert s.get_chain().shape == (20, 8, 2)
+import scipy.stats
+assert scipy.stats.norm.cdf(0.0) == 0.5
+print("ok")
+"""
+    r = subprocess.run([_sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("ok")

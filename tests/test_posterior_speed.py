@@ -160,3 +160,16 @@ def test_report_reuse_matches_a_fresh_report():
             bayes._jsonable(reused), sort_keys=True)
         assert list(fresh["prior_dominance"]) == list(reused["prior_dominance"])
         assert fresh["messages"] == reused["messages"]
+
+
+_BOUNDS = [(a, b) for a in (-np.inf, -30.0, -5.0, -2.0, -0.3, 0.0, 0.4, 1.0, 3.0, 8.0)
+           for b in (-1.0, 0.0, 0.5, 2.0, 3.01, 6.0, 12.0, np.inf) if b > a]
+
+
+@pytest.mark.parametrize(("a", "b"), _BOUNDS)
+def test_truncated_normal_std_is_scipys(a, b):
+    """The closed-form truncated-normal width (no scipy.stats import) against scipy.stats.truncnorm."""
+    from scipy.stats import truncnorm
+
+    from nuinfer.tasks.posterior import truncated_normal_std
+    assert truncated_normal_std(a, b) == pytest.approx(float(truncnorm.std(a, b)), rel=1e-10)

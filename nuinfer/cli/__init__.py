@@ -197,8 +197,27 @@ def _run(args) -> int:
     return status
 
 
+class _NoStatsForEmceeKDE:
+    """Import hook of the command line: ``emcee.moves.kde`` (emcee's optional KDE move, which nuinfer
+    never uses) imports ``scipy.stats`` at ``import emcee``, 0.6 s of a command's start-up; here that
+    one import is refused, which emcee handles (its KDE move then says it needs scipy.stats).  Every
+    other import of scipy.stats goes through; the library (``import nuinfer``) installs no hook."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "scipy.stats" and "scipy.stats" not in sys.modules:
+            f = sys._getframe(1)
+            while f is not None:
+                if f.f_globals.get("__name__") == "emcee.moves.kde":
+                    raise ImportError("scipy.stats is not loaded for emcee's KDE move by the nuinfer command")
+                f = f.f_back
+        return None
+
+
 def main(argv=None) -> int:
     """Run one ``nuinfer`` command; returns the exit status."""
+    if not any(isinstance(h, _NoStatsForEmceeKDE) for h in sys.meta_path):
+        sys.meta_path.insert(0, _NoStatsForEmceeKDE())
     limiter = _pin_blas()
     try:
         parser = build_parser()
