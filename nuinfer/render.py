@@ -11,8 +11,9 @@ each file into place with :func:`nuinfer.io.atomic_target`, so figures obey the 
 every other output (locks, output groups, no partial file under the final name).  A job that
 fails is reported with its figure's path and the error, after the other jobs finished.
 
-Without ``fork`` (Windows), with ``NUINFER_PARALLEL_FIGURES=0`` or ``Renderer(parallel=False)``
-the jobs run in the calling process at :meth:`submit`, with the same results.  The worker is
+Off Linux, in a process running other threads, with ``NUINFER_PARALLEL_FIGURES=0`` or
+``Renderer(parallel=False)`` the jobs run in the calling process at :meth:`submit`, with the same
+results.  The worker is
 killed if the command dies (``PR_SET_PDEATHSIG`` on Linux); temporaries it leaves carry its pid
 and are removed by the next write of the same output (:func:`nuinfer.io.remove_stale_temporaries`).
 """
@@ -33,11 +34,15 @@ _ENV = "NUINFER_PARALLEL_FIGURES"
 
 
 def parallel_default() -> bool:
-    """Whether figures are drawn by a worker: POSIX with fork, >= 2 CPUs, and not disabled by
-    ``NUINFER_PARALLEL_FIGURES=0``."""
+    """Whether figures are drawn by a worker: Linux (fork), >= 2 usable CPUs, a process with no
+    other running thread (forking a multi-threaded process, e.g. a Jupyter kernel or a threaded Dask
+    cluster, can leave a lock held in the child), and not disabled by ``NUINFER_PARALLEL_FIGURES=0``."""
     if os.environ.get(_ENV, "1").strip().lower() in ("0", "no", "false", "off"):
         return False
-    if not hasattr(os, "fork"):
+    if not (hasattr(os, "fork") and sys.platform.startswith("linux")):
+        return False
+    import threading
+    if threading.active_count() > 1:
         return False
     try:
         n = len(os.sched_getaffinity(0))

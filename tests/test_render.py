@@ -110,3 +110,18 @@ def test_parallel_figures_can_be_switched_off(monkeypatch):
     assert render.parallel_default() is False
     r = render.Renderer()
     assert r._proc is None and not r.parallel
+
+
+def test_no_worker_is_forked_from_a_threaded_process():
+    """Forking while another thread runs (a notebook kernel, a threaded cluster) is avoided."""
+    import threading
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        assert render.parallel_default() is False
+        assert render.Renderer()._proc is None
+    finally:
+        stop.set()
+        t.join()
+    assert render.parallel_default() is (len(os.sched_getaffinity(0)) >= 2)
