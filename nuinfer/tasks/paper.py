@@ -661,13 +661,19 @@ def _prefetch_real(run: _Run) -> None:  # pragma: no cover - runs in a forked ch
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    status = 0
+    status = _PREFETCH_OK
     try:
-        for key, _proc, name, _label in REAL_DATA:
-            _real_scans(run, key, name, list(run.cfg["real_models"]))
+        for k, (key, _proc, name, _label) in enumerate(REAL_DATA):
+            _, reused = _real_scans(run, key, name, list(run.cfg["real_models"]))
+            if not reused:
+                status |= 1 << k  # computed here, not found from an earlier run
     except BaseException:  # noqa: BLE001 - the parent computes them itself then
         status = 1
     os._exit(status)
+
+
+#: exit status of the prefetch process: this bit set, plus bit k when data set k was computed
+_PREFETCH_OK = 16
 
 
 def start_prefetch(run: _Run):
@@ -691,20 +697,21 @@ def _step_current(run: _Run) -> dict:
         for proc in ("cevns", "eves"):
             run.contour_scans(fig, proc)
     models = list(run.cfg["real_models"])
-    fresh = False
+    computed = 0  # bit k: data set k computed by the prefetch process of this run
     sec = {"data_sets": {}, "figures": [], "notes": [], "limits": {}, "grid": list(run.cfg["real_grid"]),
            "models": models}
     if run.mode == "quick":
         sec["notes"].append("Quick run: real-data scans for S and V only, on a coarse grid (the full run scans "
                             "all seven models).")
     real = {}
-    for key, proc, name, label in REAL_DATA:
+    for k, (key, proc, name, label) in enumerate(REAL_DATA):
         if run.prefetch is not None:  # the real-data scans ran beside the earlier steps
             run.prefetch.join()
-            fresh = run.prefetch.exitcode == 0
+            code = run.prefetch.exitcode
+            computed = code & ~_PREFETCH_OK if code is not None and code & _PREFETCH_OK else 0
             run.prefetch = None
         scans, reused = _real_scans(run, key, name, models)
-        reused = reused and not fresh
+        reused = reused and not computed & (1 << k)
         real[proc] = (label, contour_results(scans), scans)
         sec["data_sets"][key] = {"label": label, "process": proc, "preset": f"models/{name}.toml",
                                  "file": f"current_{key}.nc", "reused_from_earlier_run": reused,
