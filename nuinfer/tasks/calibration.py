@@ -55,6 +55,7 @@ from nuinfer.engine import check_seed, run_chunks
 from nuinfer.exceptions import InvalidConfig, NumericalError, UnphysicalInput
 from nuinfer.likelihood.costs import _check_sigma, _constraint, _inv_sigma_sys2
 from nuinfer.likelihood.single import _profile_eq26_scaled, profile_eq26, profile_poisson
+from nuinfer.tasks.model_scan import chi2_threshold
 from nuinfer.tasks.template_scan import (
     DEFAULT_MIN_EXPECTED,
     _check_cl,
@@ -447,7 +448,7 @@ def _attrs(prob, *, statistic, mode, nuisances, n_toys, cl, seed, chunk_size):
         scan_mode="raster_1d" if mode == "raster" else "joint_2d",
         ndof=ndof,
         cl=cl,
-        threshold_asymptotic=float(stats.chi2.ppf(cl, ndof)),
+        threshold_asymptotic=chi2_threshold(cl, ndof),
         threshold_rule=f"scipy.stats.chi2.ppf({cl}, {ndof})",
         n_toys=n_toys,
         seed=seed,
@@ -478,7 +479,7 @@ def _cv_chunk(prob, points, mode, nuisances, n_toys, cl, chunk, rng):
         D = prob.draw(prob.counts(i, g), n_toys, rng, nuisances)
         t, nc = prob.t_values(i, g, D, mode)
         tc, lo, hi = _quantile_with_error(t, cl)
-        thr = stats.chi2.ppf(cl, MODES[mode])
+        thr = chi2_threshold(cl, MODES[mode])
         out.append((tc, lo, hi, int(np.sum(t >= thr)), nc))
     return out
 
@@ -591,7 +592,7 @@ def _t_obs(prob, i, g, D, mode, s_ref):
 
 
 def _limit_one(prob, i, D_obs, mode, nuisances, n_toys, cl, n_bisect, rng):
-    thr = float(stats.chi2.ppf(cl, MODES[mode]))
+    thr = chi2_threshold(cl, MODES[mode])
     masses = [i] if mode == "raster" else list(range(prob.m.size))
     s_grid = prob.stat(prob.grid_rows(masses), D_obs)[0]
     s_sm = float(prob.stat(prob.r_sm, D_obs)[0])
@@ -785,7 +786,7 @@ def calibrated_limits(
 # public: coverage
 # --------------------------------------------------------------------------------------------
 def _cov_chunk(prob, pts, mode, nuisances, n_toys, n_cal, cl, calibrate, chunk, rng):
-    thr = float(stats.chi2.ppf(cl, MODES[mode]))
+    thr = chi2_threshold(cl, MODES[mode])
     out = []
     for k in chunk:
         i, g = pts[k]

@@ -411,11 +411,6 @@ def parse_steps(only) -> list:
     return [s for s in STEPS if s in names]
 
 
-def _threshold(cl: float, ndof: int) -> float:
-    from scipy.special import chdtri
-    return float(chdtri(ndof, 1.0 - cl))
-
-
 def _now() -> str:
     import datetime
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -452,6 +447,7 @@ class _Run:
 
 def _setup_section(run: _Run) -> dict:
     """The analysis set-up of the paper presets (windows, sources, SM counts, options, statistic)."""
+    from nuinfer.tasks.model_scan import chi2_threshold
     out = {"processes": {}}
     for proc in ("cevns", "eves"):
         ana = run.ana("fig2", proc)
@@ -478,7 +474,7 @@ def _setup_section(run: _Run) -> dict:
             "named_options": dict(c["model"]),
             "numerics": dict(c["numerics"]),
             "statistic": st["statistic"], "sigma_sys": st["sigma_sys"], "sigma_bg": st["sigma_bg"],
-            "data": st["data"], "cl": st["cl"], "ndof": st["ndof"], "threshold": _threshold(st["cl"], st["ndof"]),
+            "data": st["data"], "cl": st["cl"], "ndof": st["ndof"], "threshold": chi2_threshold(st["cl"], st["ndof"]),
             "profiler": st["profiler"], "calibration": "asymptotic (Wilks' theorem; no toys run)",
             "scan_grid": {k: dict(c["scan"][k]) for k in ("m_X_MeV", "g_X")},
         }
