@@ -86,16 +86,23 @@ def _unpickle(obj):
     return pickle.loads(obj.blob) if isinstance(obj, _Pickled) else obj
 
 
-def _write_figure(fig, tmp: Path, fmt: str) -> None:
-    from nuinfer.plotting import write_figure
-    write_figure(_unpickle(fig), tmp, fmt)
+def _figure(fn, args, kwargs):
+    """The figure of a job: ``fn(*args, **kwargs)``, or the (pickled) figure itself when ``fn`` is None."""
+    return _unpickle(args[0]) if fn is None else fn(*args, **kwargs)
+
+
+def forked_child_setup() -> None:
+    """First thing in a process forked by a command (figure worker, real-data prefetch): default
+    SIGTERM/SIGHUP (the command's handlers would remove the command's temporaries), SIGINT ignored
+    (Ctrl-C is the command's to handle), and killed with its parent on Linux."""
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
 
 
 def _worker(conn, parent_pid: int) -> None:  # pragma: no cover - runs in the forked child
-    for s in (signal.SIGTERM, signal.SIGHUP):  # the parent's handlers would remove its temporaries
-        signal.signal(s, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _die_with_parent()
+    forked_child_setup()
     if os.getppid() != parent_pid:
         os._exit(0)
     import nuinfer.plotting  # noqa: F401 - warm: matplotlib and the style tables
@@ -113,7 +120,8 @@ def _worker(conn, parent_pid: int) -> None:  # pragma: no cover - runs in the fo
             break
         job, fn, args, kwargs, tmp, fmt = msg
         try:
-            _write_figure(args[0] if fn is None else fn(*args, **kwargs), Path(tmp), fmt)
+            from nuinfer.plotting import write_figure
+            write_figure(_figure(fn, args, kwargs), Path(tmp), fmt)
             conn.send((job, None))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent with the figure's path
             Path(tmp).unlink(missing_ok=True)
@@ -169,7 +177,7 @@ class Renderer:
         self.paths.append(path)
         if self._proc is None:
             from nuinfer.plotting import save
-            save(_unpickle(args[0]) if fn is None else fn(*args, **kwargs), path)
+            save(_figure(fn, args, kwargs), path)
             return path
         from nuinfer.io import temporary_path
         tmp = temporary_path(path, pid=self._proc.pid)
@@ -181,7 +189,7 @@ class Renderer:
             if isinstance(exc, (BrokenPipeError, EOFError, ConnectionError)):
                 self._stop(kill=True)
             from nuinfer.plotting import save
-            save(_unpickle(args[0]) if fn is None else fn(*args, **kwargs), path)
+            save(_figure(fn, args, kwargs), path)
             return path
         self._pending[job] = (path, tmp)
         return path

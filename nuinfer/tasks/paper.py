@@ -650,13 +650,9 @@ def _coherent_results(run: _Run) -> tuple[dict, str | None]:
 def _prefetch_real(run: _Run) -> None:  # pragma: no cover - runs in a forked child
     """Child process: compute (or find) the real-data scan files of the "current" step."""
     import os
-    import signal
 
-    from nuinfer.render import _die_with_parent
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # the parent's handlers would remove its temporaries
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    from nuinfer.render import forked_child_setup
+    forked_child_setup()
     status = _PREFETCH_OK
     try:
         for k, (key, _proc, name, _label) in enumerate(REAL_DATA):
