@@ -32,8 +32,12 @@ import sys
 import threading
 import time
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only; xarray is imported where a file is read or written
+    import xarray as xr
 
 from nuinfer.exceptions import DataFileError, InvalidConfig, NuinferError
 
