@@ -187,6 +187,50 @@ def _solve(H, g, Cx, Dx, gx):
     return -sg, -sx
 
 
+#: step lengths of the backtracking line search: 1, 1/2, ..., 2**-(_LS_TRIES - 1)
+_LS_TRIES = 25
+#: the step lengths after the full step, tried this many at once per point (one call of the model)
+_LS_LADDER = 8
+
+
+def _backtrack(prob: _Problem, xa, active, cur, step, f, dec, done, free_cols, lo, hi):
+    """Armijo backtracking along ``step`` for the points not ``done``: the first of the step lengths
+    1, 1/2, 1/4, ... (at most :data:`_LS_TRIES`) that lowers the statistic by at least
+    ``1e-4 alpha dec``.  The full step is tried for all points at once; for the points it fails,
+    the next :data:`_LS_LADDER` lengths are evaluated together in one call (a point takes the
+    first that passes, as sequential halving would), and so on.  Most points accept the full step;
+    the others would otherwise cost one call of the model per halving.
+
+    Returns ``(x_new, f_new, accepted)``; points not accepted keep ``xa`` and ``f``.
+    """
+    accepted = done.copy()
+    f_new = f.copy()
+    x_new = xa.copy()
+    k0 = 0  # exponent of the first step length of this round
+    while k0 < _LS_TRIES:
+        todo = np.flatnonzero(~accepted)
+        if todo.size == 0:
+            break
+        L = 1 if k0 == 0 else min(_LS_LADDER, _LS_TRIES - k0)
+        alpha = 0.5 ** np.arange(k0, k0 + L)  # (L,)
+        T = todo.size
+        cand = np.repeat(xa[todo], L, axis=0)  # point-major: rows t*L .. t*L+L-1
+        cand[:, free_cols] = np.clip(np.repeat(cur[todo], L, axis=0)
+                                     + np.tile(alpha, T)[:, None] * np.repeat(step[todo], L, axis=0), lo, hi)
+        fc = prob.value(cand, np.repeat(active[todo], L)).reshape(T, L)
+        ft = f[todo][:, None]
+        ok = np.isfinite(fc) & (fc <= ft - 1e-4 * alpha[None, :] * dec[todo][:, None] + 1e-13 * np.abs(ft))
+        hit = ok.any(axis=1)
+        first = np.argmax(ok, axis=1)
+        sel = todo[hit]
+        pick = np.flatnonzero(hit) * L + first[hit]
+        x_new[sel] = cand[pick]
+        f_new[sel] = fc.reshape(-1)[pick]
+        accepted[sel] = True
+        k0 += L
+    return x_new, f_new, accepted
+
+
 def _newton(prob: _Problem, theta, *, atol, rtol, max_iter, stop_above=np.inf):
     N = theta.shape[0]
     x = theta.copy()
@@ -227,23 +271,7 @@ def _newton(prob: _Problem, theta, *, atol, rtol, max_iter, stop_above=np.inf):
         step = sg if sx is None else np.concatenate([sg, sx], axis=1)
         dec = -np.einsum("rp,rp->r", gfull, step)
         done = np.isfinite(f) & (dec <= atol + rtol * np.abs(f))
-        alpha = np.ones(active.size)
-        accepted = done.copy()
-        f_new = f.copy()
-        x_new = xa.copy()
-        for _ in range(25):
-            todo = np.flatnonzero(~accepted)
-            if todo.size == 0:
-                break
-            cand = xa[todo].copy()
-            cand[:, free_cols] = np.clip(cur[todo] + alpha[todo, None] * step[todo], lo, hi)
-            fc = prob.value(cand, active[todo])
-            ok = np.isfinite(fc) & (fc <= f[todo] - 1e-4 * alpha[todo] * dec[todo] + 1e-13 * np.abs(f[todo]))
-            sel = todo[ok]
-            x_new[sel] = cand[ok]
-            f_new[sel] = fc[ok]
-            accepted[sel] = True
-            alpha[todo[~ok]] *= 0.5
+        x_new, f_new, accepted = _backtrack(prob, xa, active, cur, step, f, dec, done, free_cols, lo, hi)
         stalled = ~accepted
         x[active] = np.where(done[:, None], xa, x_new)
         val[active] = np.where(done | stalled, f, f_new)
