@@ -442,8 +442,10 @@ def plot_contours(scans: dict, *, ax=None, title: str = "", styles: dict | None 
                 verts = np.concatenate([np.vstack([p, p[:1]]) for p in polys])
                 codes = np.concatenate([[MPath.MOVETO] + [MPath.LINETO] * (len(p) - 1) + [MPath.CLOSEPOLY]
                                         for p in polys])
-                ax.add_patch(PathPatch(MPath(verts, codes), facecolor=st["color"], edgecolor="none",
-                                       alpha=max(0.04, 0.15 / n_fill), zorder=z - 1))
+                # add_artist, not add_patch: the axes limits are set below, and add_patch's data-limit
+                # update walks every segment of the path in Python (0.13 s for 2600 vertices)
+                ax.add_artist(PathPatch(MPath(verts, codes), facecolor=st["color"], edgecolor="none",
+                                        alpha=max(0.04, 0.15 / n_fill), zorder=z - 1))
         for ln in res.lines:
             ax.plot(ln[:, 0], ln[:, 1], color=st["color"], ls=st.get("ls", "-"), lw=st.get("lw", 1.6), zorder=z)
         if res.lines or np.any(res.excluded.values):

@@ -300,3 +300,35 @@ def test_bounded_minima_follow_scipy_bounded_brent():
                               method="bounded", options={"xatol": _XTOL})
         assert xm[k] == pytest.approx(ref.x, abs=1e-13)
         assert fm[k] == pytest.approx(ref.fun, abs=1e-14)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_row_helpers_equal_the_per_row_ones(seed):
+    """``_excluded_runs_rows`` / ``_band_candidates_rows`` (all masses at once) give the arrays of
+    ``_excluded_runs`` / ``_band_candidates`` mass by mass: runs touching either grid end, single
+    points, rows with nothing excluded and every point excluded, NaN and inf."""
+    from nuinfer.tasks.contours import _band_candidates, _band_candidates_rows, _excluded_runs_rows
+    rng = np.random.default_rng(seed)
+    M, G = 40, 23
+    d = rng.uniform(0.0, 2.0 * THR, (M, G))
+    d[rng.random((M, G)) < 0.05] = np.inf
+    d[rng.random((M, G)) < 0.03] = np.nan
+    d[0] = 0.0  # nothing excluded
+    d[1] = 10.0 * THR  # everything excluded
+    d[2, ::2] = 10.0 * THR  # runs of one point, starting at the first grid point
+    d[3] = np.linspace(20.0, 0.0, G)  # one run from the first point
+    d[3, G // 2] = 2.0 * THR + 1.0  # ... and an isolated one
+    lg = np.linspace(-8.0, 0.0, G)
+    with np.errstate(invalid="ignore"):
+        rows = _excluded_runs_rows(d, THR)
+        cands = _band_candidates_rows(lg, d, d >= THR)
+        for i in range(M):
+            want = _excluded_runs(d[i], THR)
+            for got, ref in zip(rows[i], want):
+                assert got.dtype == ref.dtype
+                np.testing.assert_array_equal(got, ref)
+            ref_c = _band_candidates(lg, d[i], want[0])
+            assert cands[i].dtype == ref_c.dtype
+            np.testing.assert_array_equal(cands[i], ref_c)
+    assert sum(r[3].size for r in rows) > M  # the draw has crossings to compare
+    assert sum(c.size for c in cands) > 0

@@ -147,6 +147,44 @@ def _excluded_runs(d, threshold):
     return ex, starts, ends, cells
 
 
+def _split_rows(rows, values, M):
+    """``values`` grouped by their (non-decreasing) ``rows`` into a list of M arrays."""
+    return np.split(values, np.cumsum(np.bincount(rows, minlength=M))[:-1])
+
+
+def _excluded_runs_rows(delta, threshold):
+    """:func:`_excluded_runs` of every mass column of ``delta`` (M, G) at once: a list of M tuples
+    ``(ex, starts, ends, cells)``, the same arrays as the function gives row by row."""
+    M, G = delta.shape
+    EX = delta >= threshold
+    pad = np.zeros((M, 1), np.int8)
+    step = np.diff(np.concatenate([pad, EX.view(np.int8), pad], axis=1), axis=1)  # (M, G + 1)
+    si, starts = np.nonzero(step == 1)  # first excluded index of each run
+    ei, ends = np.nonzero(step == -1)
+    ends = ends - 1  # last excluded index of each run
+    # crossing cells: below each start that is not the first point, then above each end that is
+    # not the last one (the order of _excluded_runs)
+    cs, ce = starts > 0, ends < G - 1
+    rows = np.concatenate([si[cs], ei[ce]])
+    order = np.argsort(rows, kind="stable")
+    cells = np.concatenate([starts[cs] - 1, ends[ce]])[order]
+    S, E, C = _split_rows(si, starts, M), _split_rows(ei, ends, M), _split_rows(rows[order], cells, M)
+    return [(EX[i], S[i], E[i], C[i]) for i in range(M)]
+
+
+def _band_candidates_rows(lg, delta, EX):
+    """:func:`_band_candidates` of every mass column at once (``EX``: the excluded masks, (M, G))."""
+    M, G = delta.shape
+    if G < 3:
+        return [np.empty(0, dtype=np.intp)] * M
+    dm, d0, dp = delta[:, 1:-1], delta[:, :-2], delta[:, 2:]
+    with np.errstate(invalid="ignore"):  # inf - inf in rows of failed or forbidden points
+        mask = (EX[:, 1:-1] & EX[:, :-2] & EX[:, 2:] & (dm <= d0) & (dm <= dp)
+                & (np.maximum(d0, dp) - dm > _MIN_DIP * np.abs(dm)) & np.isfinite(dm))
+    ri, k = np.nonzero(mask)
+    return _split_rows(ri, k + 1, M)
+
+
 def _classify_crossings(fa, fb, stats):
     """Which crossing cells the exact statistic can refine, from its values at the cell ends.
 
@@ -166,16 +204,17 @@ def _classify_crossings(fa, fb, stats):
     return ok & ~at_a & ~at_b, at_a, at_b
 
 
-def _row_intervals(lg, d, threshold, f=None, stats=None):
+def _row_intervals(lg, d, threshold, f=None, stats=None, runs=None):
     """Excluded intervals of one mass column in log10 g_X.
 
     ``f(lg_array) -> Delta`` is the exact statistic (or None).  Returns ``(edges, kinds)``: edges
     (2k,) = [lo_0, hi_0, lo_1, hi_1, ...] in log10 g_X, kinds (2k,) int8 of :data:`EDGE_KIND`.
     ``stats`` (dict) accumulates refinement counters.  Crossings are located one at a time
     (``brentq``); :func:`contour` solves all crossings of all masses at once instead when its
-    ``refine`` has a ``pairs`` method (:func:`_refine_crossings`).
+    ``refine`` has a ``pairs`` method (:func:`_refine_crossings`).  ``runs``: the column's
+    :func:`_excluded_runs`, if known.
     """
-    ex, starts, ends, cells = _excluded_runs(d, threshold)
+    ex, starts, ends, cells = _excluded_runs(d, threshold) if runs is None else runs
     if not ex.any():
         return np.empty(0), np.empty(0, dtype=np.int8)
     g = _scalar(f, threshold)
@@ -214,7 +253,7 @@ def _band_candidates(lg, d, ex):
              & (np.maximum(d0, dp) - dm > _MIN_DIP * np.abs(dm)) & np.isfinite(dm)]
 
 
-def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats, bands=None):
+def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats, bands=None, cands=None):
     """Interval edges of one mass column from its excluded runs and the refined crossings.
 
     ``roots`` maps a crossing cell ``j`` to its root in log10 g_X (edge kind 1); the other
@@ -239,7 +278,7 @@ def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats, bands=Non
 
     # allowed bands missed by the grid: interior local minima above threshold
     if (g is not None or bands is not None) and G >= 3:
-        for c in _band_candidates(lg, d, ex):
+        for c in (_band_candidates(lg, d, ex) if cands is None else cands):
             stats["minima_checked"] += 1
             if bands is not None:  # located already, all masses at once (_refine_bands)
                 found = bands.get(int(c))
@@ -992,13 +1031,14 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
                             dims=("m_X", "g_X"), name="excluded")
     stats = _new_stats()
     batched = refine is not None and callable(getattr(refine, "pairs", None))
+    all_runs = _excluded_runs_rows(delta, threshold)
     if batched:  # all crossings of all masses located in one vectorised root finding
-        runs = {i: _excluded_runs(row, threshold) for i, row in enumerate(delta)
-                if not failed_rows[i]}
+        runs = {i: r for i, r in enumerate(all_runs) if not failed_rows[i]}
+        cands = _band_candidates_rows(lg, delta, delta >= threshold)
         roots = _refine_crossings(refine.pairs, lg, {i: r[3] for i, r in runs.items()},
                                   threshold, stats)
-        bands = _refine_bands(refine.pairs, lg, {i: _band_candidates(lg, delta[i], r[0])
-                                                 for i, r in runs.items() if r[0].any()}, threshold)
+        bands = _refine_bands(refine.pairs, lg, {i: cands[i] for i, r in runs.items() if r[0].any()},
+                              threshold)
     edges, kinds = [], []
     for i, row in enumerate(delta):
         f = None if refine is None else (
@@ -1008,9 +1048,9 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
         elif batched:
             ex, starts, ends, _ = runs[i]
             e, k = _assemble_row(lg, row, ex, starts, ends, roots[i], threshold,
-                                 _scalar(f, threshold), stats, bands=bands.get(i, {}))
+                                 _scalar(f, threshold), stats, bands=bands.get(i, {}), cands=cands[i])
         else:
-            e, k = _row_intervals(lg, row, threshold, f, stats)
+            e, k = _row_intervals(lg, row, threshold, f, stats, runs=all_runs[i])
         edges.append(e)
         kinds.append(k)
     pairs = [_to_g(e, k, g) for e, k in zip(edges, kinds)]

@@ -560,8 +560,10 @@ def _step_bayes(run: _Run) -> dict:
     from nuinfer.tasks import bayes as _bayes
     ana = preset("bayes_eves_vector")
     post = run.outdir / "posterior_eves_vector.nc"
+    # no per-bin log_likelihood group (~10^7 values, 15 MB of the file and a third of the step); the
+    # report does not use it, and `nuinfer sample` on the preset writes it
     res = _bayes.run_sample(ana, post, walkers=run.cfg["walkers"], steps=run.cfg["steps"], seed=None,
-                            progress=False)
+                            progress=False, log_likelihood=False)
     run.files.append(post)
     plots = _bayes.run_plot(post, outdir=run.outdir)
     pending = {str(p) for p in run.figures.paths}  # figures still being drawn by the worker
@@ -1155,7 +1157,9 @@ def build_report(sections: dict) -> _Doc:
         d.h(2, "Bayesian example: universal vector, EvES")
         d.p(f"emcee posterior of ({', '.join((by.get('posterior_summary') or {}).keys())}) for model "
             f"{by.get('model')}: {by.get('n_samples')} samples after burn-in {by.get('burn')}, thin {by.get('thin')} "
-            f"({by.get('mode')} run). Frequentist reference: {by.get('frequentist')}.")
+            f"({by.get('mode')} run). Frequentist reference: {by.get('frequentist')}. The file "
+            f"`posterior_eves_vector.nc` has no per-bin `log_likelihood` group (for LOO/WAIC run "
+            f"`nuinfer sample models/bayes_eves_vector.toml -o posterior.nc`, which writes it).")
         for f in by.get("figures", []):
             d.img(f, "corner plot (68% and 90% credible levels)" if "corner" in f else
                   "(m_X, g_X) posterior samples (colour: samples per bin), 90% credible upper limit per mass slice "
