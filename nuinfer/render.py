@@ -94,7 +94,10 @@ def _figure(fn, args, kwargs):
 def forked_child_setup() -> None:
     """First thing in a process forked by a command (figure worker, real-data prefetch): default
     SIGTERM/SIGHUP (the command's handlers would remove the command's temporaries), SIGINT ignored
-    (Ctrl-C is the command's to handle), and killed with its parent on Linux."""
+    (Ctrl-C is the command's to handle), killed with its parent on Linux, and no active renderer
+    (a figure saved in the child is drawn there, not sent down the parent's pipe)."""
+    global _CURRENT
+    _CURRENT = None
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -137,6 +140,12 @@ class Renderer:
     parallel : bool, optional
         Fork a worker (default :func:`parallel_default`); ``False`` runs every job at
         :meth:`submit` in this process.
+    lazy : bool
+        Fork the worker at the first job instead of at creation (checking :func:`parallel_default`
+        again then).  It then inherits the modules the caller has imported meanwhile (matplotlib,
+        xarray) instead of importing them itself: less CPU in all, for a caller that imports them
+        anyway.  Default ``False``: the worker imports matplotlib while the caller computes, which
+        is what shortens a single command.
 
     Examples
     --------
@@ -145,15 +154,25 @@ class Renderer:
     ...     do_more_physics()                                     # the figure is drawn meanwhile
     """
 
-    def __init__(self, parallel: bool | None = None):
+    def __init__(self, parallel: bool | None = None, *, lazy: bool = False):
         self.parallel = parallel_default() if parallel is None else bool(parallel)
         self._proc = None
         self._conn = None
         self._pending: dict[int, tuple[Path, Path]] = {}
         self._next = 0
         self.paths: list[Path] = []
-        if self.parallel:
+        self._lazy = self.parallel and lazy
+        if self.parallel and not lazy:
             self._start()
+
+    def _start_lazily(self) -> None:
+        """Fork the worker of a ``lazy`` renderer at its first job, if forking is still safe."""
+        if self._lazy:
+            self._lazy = False
+            if parallel_default():
+                self._start()
+            else:
+                self.parallel = False
 
     def _start(self) -> None:
         import multiprocessing as mp
@@ -175,6 +194,7 @@ class Renderer:
         path = Path(path)
         fmt = path.suffix.lstrip(".") or "png"
         self.paths.append(path)
+        self._start_lazily()
         if self._proc is None:
             from nuinfer.plotting import save
             save(_figure(fn, args, kwargs), path)
@@ -197,6 +217,7 @@ class Renderer:
     def submit_figure(self, fig, path) -> Path:
         """Draw an already built figure to ``path`` (pickled to the worker; closed here at once)."""
         path = Path(path)
+        self._start_lazily()
         if self._proc is not None:
             import pickle
 
