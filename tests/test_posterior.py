@@ -636,3 +636,28 @@ def test_terrestrial_posterior_summary_has_mcse(tmp_path):
         for k in ("median", "q16", "q84", "q5", "q95"):
             assert np.isfinite(r[k]) and np.isfinite(r[f"{k}_mcse"]) and r[f"{k}_mcse"] > 0, (name, k)
         assert r["ess"] > 0 and r["q16"] <= r["median"] <= r["q84"]
+
+
+@pytest.mark.parametrize("n", [4, 5, 41, 241])
+def test_not_a_knot_spline_equals_scipy_cubicspline(n):
+    """The template interpolator's numpy spline (no scipy.interpolate import on the sampling path)
+    has the coefficients of scipy's CubicSpline(bc_type="not-a-knot") on uneven knots, and
+    TemplateInterpolator reproduces scipy's spline values between the knots."""
+    from scipy.interpolate import CubicSpline
+
+    from nuinfer.physics.interp import not_a_knot
+    from nuinfer.tasks.posterior import TemplateInterpolator
+    rng = np.random.default_rng(n)
+    x = np.cumsum(rng.uniform(0.05, 1.0, n))
+    y = rng.normal(size=(n, 2, 5)) * np.exp(rng.normal(size=(1, 2, 5)))
+    want = CubicSpline(x, y, axis=0, bc_type="not-a-knot").c
+    got = not_a_knot(x, y)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-11 * np.abs(want).max())
+    T1, T2 = np.abs(y[:, 0]), np.abs(y[:, 1])
+    xq = rng.uniform(x[0], x[-1], 50)
+    a, b = TemplateInterpolator(x, T1, T2)(xq)
+    np.testing.assert_allclose(a, CubicSpline(x, T1, axis=0)(xq), rtol=1e-10, atol=1e-12 * T1.max())
+    np.testing.assert_allclose(b, CubicSpline(x, T2, axis=0)(xq), rtol=1e-10, atol=1e-12 * T2.max())
+    with pytest.raises(ValueError, match="4 knots"):
+        not_a_knot(x[:3], y[:3])

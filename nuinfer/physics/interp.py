@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["hermite"]
+__all__ = ["hermite", "not_a_knot"]
 
 
 def hermite(x: np.ndarray, y: np.ndarray, dydx: np.ndarray, xq) -> np.ndarray:
@@ -41,3 +41,57 @@ def hermite(x: np.ndarray, y: np.ndarray, dydx: np.ndarray, xq) -> np.ndarray:
     h01 = 3.0 * t2 - 2.0 * t3
     h11 = t3 - t2
     return h00 * y[..., i] + h10 * h * dydx[..., i] + h01 * y[..., i + 1] + h11 * h * dydx[..., i + 1]
+
+
+def not_a_knot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Coefficients of the cubic spline with not-a-knot ends through ``(x, y)``.
+
+    The same piecewise polynomial as ``scipy.interpolate.CubicSpline(x, y, axis=0,
+    bc_type="not-a-knot").c`` for ``x.size >= 4`` (tests/test_posterior.py compares the two):
+    slopes from the tridiagonal continuity system with the not-a-knot rows (third derivative
+    continuous at the second and the second-to-last knot), then the Hermite coefficients.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Knots, shape (n,), strictly increasing, ``n >= 4``.
+    y : numpy.ndarray
+        Values, shape (n, ...).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``c`` of shape (4, n - 1, ...): on ``[x[i], x[i+1]]`` the spline is
+        ``c[0, i] t**3 + c[1, i] t**2 + c[2, i] t + c[3, i]`` with ``t = x - x[i]``.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = x.size
+    if x.ndim != 1 or n < 4 or y.shape[0] != n:
+        raise ValueError("not_a_knot needs >= 4 knots and values of shape (n, ...)")
+    yf = y.reshape(n, -1)
+    dx = np.diff(x)
+    h = dx[:, None]
+    slope = np.diff(yf, axis=0) / h
+    # slopes s: dense system (n is a few hundred at most here); LU with pivoting
+    A = np.zeros((n, n))
+    b = np.empty_like(yf)
+    i = np.arange(1, n - 1)
+    A[i, i - 1] = dx[1:]
+    A[i, i] = 2.0 * (dx[:-1] + dx[1:])
+    A[i, i + 1] = dx[:-1]
+    b[1:-1] = 3.0 * (h[1:] * slope[:-1] + h[:-1] * slope[1:])
+    d0 = x[2] - x[0]
+    A[0, 0], A[0, 1] = dx[1], d0
+    b[0] = ((h[0] + 2.0 * d0) * h[1] * slope[0] + h[0] ** 2 * slope[1]) / d0
+    d1 = x[-1] - x[-3]
+    A[-1, -1], A[-1, -2] = dx[-2], d1
+    b[-1] = (h[-1] ** 2 * slope[-2] + (2.0 * d1 + h[-1]) * h[-2] * slope[-1]) / d1
+    s = np.linalg.solve(A, b)
+    t = (s[:-1] + s[1:] - 2.0 * slope) / h
+    c = np.empty((4, n - 1, yf.shape[1]))
+    c[0] = t / h
+    c[1] = (slope - s[:-1]) / h - t
+    c[2] = s[:-1]
+    c[3] = yf[:-1]
+    return c.reshape((4, n - 1) + y.shape[1:])

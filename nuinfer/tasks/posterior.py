@@ -300,7 +300,7 @@ class TemplateInterpolator:
     """
 
     def __init__(self, log10_m, T1, T2, scale=None):
-        from scipy.interpolate import CubicSpline
+        from nuinfer.physics.interp import not_a_knot  # scipy's CubicSpline, without importing scipy.interpolate
 
         x = np.asarray(log10_m, dtype=float)
         T1 = np.asarray(T1, dtype=float)
@@ -315,7 +315,7 @@ class TemplateInterpolator:
             raise NumericalError("templates contain NaN or inf; check the forward model")
         s = np.ones(T1.shape[1]) if scale is None else np.asarray(scale, dtype=float)
         y = np.concatenate([T1 * s, T2 * s], axis=1)  # (M, 2 bin)
-        c = CubicSpline(x, y, axis=0, bc_type="not-a-knot").c  # (4, M-1, 2 bin)
+        c = not_a_knot(x, y)  # (4, M-1, 2 bin)
         nb = T1.shape[1]
         self.x = x
         self.n_bins = nb
