@@ -713,20 +713,24 @@ def _step_current(run: _Run) -> dict:
         run.files.append(run.outdir / f"current_{key}.nc")
         for mo, r in real[proc][1].items():
             sec["limits"].setdefault(key, {})[mo] = mass_keyed(g90_table(r, TABLE_MASSES_MEV))
-    coh, note = _coherent_results(run)
-    coh_res = contour_results(coh) if coh else {}
-    if coh:
-        p = run.outdir / "current_coherent_csi.nc"
-        write_netcdf(with_exclusion(stack_scans(coh), coh_res), p)
-        run.files.append(p)
-        sec["data_sets"]["coherent_csi"] = {"label": "COHERENT CsI 2017 (Science 357, 1123)", "process": "cevns",
-                                            "preset": "models/coherent_csi2017.toml", "file": p.name,
-                                            "statistic": str(coh["V"].attrs.get("statistic", ""))}
-        for mo, r in coh_res.items():
-            sec["limits"].setdefault("coherent_csi", {})[mo] = mass_keyed(g90_table(r, TABLE_MASSES_MEV))
-    if note:
-        sec["notes"].append(note)
-    for proc in ("cevns", "eves"):
+    coh_res, note = {}, None
+    # the EvES figure first: the figure worker draws it while the COHERENT fit runs here
+    for proc in ("eves", "cevns"):
+        if proc == "cevns":
+            coh, note = _coherent_results(run)
+            coh_res = contour_results(coh) if coh else {}
+            if coh:
+                p = run.outdir / "current_coherent_csi.nc"
+                write_netcdf(with_exclusion(stack_scans(coh), coh_res), p)
+                run.files.append(p)
+                sec["data_sets"]["coherent_csi"] = {
+                    "label": "COHERENT CsI 2017 (Science 357, 1123)", "process": "cevns",
+                    "preset": "models/coherent_csi2017.toml", "file": p.name,
+                    "statistic": str(coh["V"].attrs.get("statistic", ""))}
+                for mo, r in coh_res.items():
+                    sec["limits"].setdefault("coherent_csi", {})[mo] = mass_keyed(g90_table(r, TABLE_MASSES_MEV))
+            if note:
+                sec["notes"].append(note)
         label, res, _ = real[proc]
         ncols = min(4, len(models) + 1)
         nrows = -(-(len(models) + 1) // ncols)
@@ -762,7 +766,7 @@ def _step_current(run: _Run) -> dict:
             leg_ax.text(0.0, 0.05, note, fontsize=6, wrap=True, transform=leg_ax.transAxes)
         png = save(fig, run.outdir / f"current_{proc}.png")
         run.files.append(png)
-        sec["figures"].append(png.name)
+    sec["figures"] += ["current_cevns.png", "current_eves.png"]
     return sec
 
 
