@@ -182,3 +182,79 @@ def test_model_scan_flags_a_failed_point_instead_of_raising():
     ds = mass_coupling_scan(model, T, base, [1.0, 2.0], np.array([0.1, 1.0, 10.0]))
     assert ds.attrs["n_failed"] == 1 and ds["converged"].values[1, 2] == 0
     assert ds["converged"].values.sum() == 5 and np.isfinite(ds.attrs["statistic_min"])
+
+
+class _Quadratic:
+    """A stand-in for the profile problem: f(x) = sum((x - c)^2) per point, +inf where x_0 < 0
+    (a forbidden region the full step can land in), and a count of model calls."""
+
+    def __init__(self, c):
+        self.c = c
+        self.calls = 0
+
+    def value(self, x, rows):
+        self.calls += 1
+        f = ((x - self.c[rows]) ** 2).sum(axis=1)
+        return np.where(x[:, 0] < 0, np.inf, f)
+
+    def grad_hess(self, x, rows):
+        f = self.value(x, rows)
+        g = 2.0 * (x - self.c[rows])
+        H = np.broadcast_to(2.0 * np.eye(x.shape[1]), (x.shape[0],) + (x.shape[1],) * 2).copy()
+        return f, (g, None), (H, None, None)
+
+
+def _sequential_backtrack(prob, xa, active, cur, step, f, dec, done, free_cols, lo, hi):
+    """The reference: one model call per halving, as the profiler did before the ladder."""
+    alpha = np.ones(active.size)
+    accepted = done.copy()
+    f_new, x_new = f.copy(), xa.copy()
+    for _ in range(25):
+        todo = np.flatnonzero(~accepted)
+        if todo.size == 0:
+            break
+        cand = xa[todo].copy()
+        cand[:, free_cols] = np.clip(cur[todo] + alpha[todo, None] * step[todo], lo, hi)
+        fc = prob.value(cand, active[todo])
+        ok = np.isfinite(fc) & (fc <= f[todo] - 1e-4 * alpha[todo] * dec[todo] + 1e-13 * np.abs(f[todo]))
+        x_new[todo[ok]], f_new[todo[ok]] = cand[ok], fc[ok]
+        accepted[todo[ok]] = True
+        alpha[todo[~ok]] *= 0.5
+    return x_new, f_new, accepted
+
+
+@pytest.mark.parametrize("with_derivatives", [False, True])
+def test_line_search_ladder_takes_the_step_of_sequential_halving(with_derivatives):
+    """``_backtrack`` tries the step lengths after the full step eight at a time; every point must
+    end where sequential halving ends (same step length, same statistic), including points that
+    need 1-24 halvings to leave the forbidden region and points no length can help, in fewer calls.
+    With the derivatives kept (``_Derivatives``), the points that accept the full step have them."""
+    from nuinfer.likelihood.profile import _Derivatives, _backtrack
+    rng = np.random.default_rng(3)
+    R, P = 400, 3
+    c = rng.normal(size=(R, P))
+    c[:, 0] = np.abs(c[:, 0]) * 10.0 ** rng.uniform(-8, 0, R)  # minima close to the forbidden edge
+    xa = c + rng.normal(size=(R, P))
+    xa[:, 0] = np.abs(xa[:, 0]) + 1e-3
+    # steps that overshoot into x_0 < 0 by factors up to 2^23, some pointing uphill (never accepted)
+    step = (c - xa) * 10.0 ** rng.uniform(0, 7, R)[:, None]
+    step[::37] *= -1.0
+    active, free = np.arange(R), np.arange(P)
+    lo, hi = np.full(P, -np.inf), np.full(P, np.inf)
+    ref_prob, prob = _Quadratic(c), _Quadratic(c)
+    f = ref_prob.value(xa, active)
+    dec = -np.einsum("rp,rp->r", 2.0 * (xa - c), step)
+    done = np.zeros(R, bool)
+    done[::53] = True
+    want = _sequential_backtrack(ref_prob, xa, active, xa, step, f, dec, done, free, lo, hi)
+    known = _Derivatives(R) if with_derivatives else None
+    got = _backtrack(prob, xa, active, xa, step, f, dec, done, free, lo, hi, known=known)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert want[2].sum() < R and (~want[2] & ~done).any()  # some points cannot be helped
+    assert prob.calls < ref_prob.calls / 2
+    if with_derivatives:
+        full = np.isfinite(f) & (prob.value(xa + step, active) <= f - 1e-4 * dec + 1e-13 * np.abs(f)) & ~done
+        assert full.any() and np.array_equal(known.have, full)
+        g = known.take(prob, xa + step, active[full])[1][0]
+        np.testing.assert_array_equal(g, 2.0 * (xa + step - c)[full])
