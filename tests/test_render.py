@@ -126,3 +126,47 @@ def test_no_worker_is_forked_from_a_threaded_process():
         t.join()
     if threading.active_count() == 1:  # other tests of the session may have left threads running
         assert render.parallel_default() is (len(os.sched_getaffinity(0)) >= 2)
+
+
+def test_lazy_renderer_forks_at_the_first_job_and_rechecks_threads(tmp_path, monkeypatch):
+    """``lazy=True``: no worker until the first figure; then one forked if forking is still safe
+    (same file as in-process), or the figure drawn here when a thread started meanwhile."""
+    import threading
+    monkeypatch.setattr(render, "parallel_default", lambda: threading.active_count() == 1)
+    with render.Renderer(parallel=True, lazy=True) as r:
+        assert r._proc is None and r.parallel
+        p = r.submit(tmp_path / "a.png", _line_figure, 40, title="lazy")
+        forked = r._proc is not None
+        assert forked == (threading.active_count() == 1)
+    with render.Renderer(parallel=False) as r:
+        q = r.submit(tmp_path / "b.png", _line_figure, 40, title="lazy")
+    assert p.read_bytes() == q.read_bytes()
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        with render.Renderer(parallel=True, lazy=True) as r:
+            s = r.submit(tmp_path / "c.png", _line_figure, 40, title="lazy")
+            assert r._proc is None and not r.parallel and s.exists()  # drawn here, at submit
+    finally:
+        stop.set()
+        t.join()
+    assert s.read_bytes() == q.read_bytes()
+    assert _leftovers(tmp_path) == []
+
+
+def test_forked_child_has_no_active_renderer(monkeypatch):
+    """A process forked by a command (figure worker, real-data process) must not send figures down
+    its parent's pipe: forked_child_setup clears the active renderer."""
+    import signal
+    monkeypatch.setattr(render, "_die_with_parent", lambda: None)  # not in the test process itself
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    r = render.Renderer(parallel=False)
+    try:
+        with r.active():
+            assert render.current() is r
+            render.forked_child_setup()
+            assert render.current() is None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
