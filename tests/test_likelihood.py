@@ -258,3 +258,24 @@ def test_line_search_ladder_takes_the_step_of_sequential_halving(with_derivative
         assert full.any() and np.array_equal(known.have, full)
         g = known.take(prob, xa + step, active[full])[1][0]
         np.testing.assert_array_equal(g, 2.0 * (xa + step - c)[full])
+
+
+def test_spline_morph_bases_equal_scipy_cubicspline():
+    """The grid2_spline cardinal bases and the NodeSpline coefficients (numpy, no scipy.interpolate
+    import) are scipy's not-a-knot CubicSpline: values and derivatives, clamped at the node range."""
+    from scipy.interpolate import CubicSpline
+
+    from nuinfer.likelihood.model import NodeSpline
+    x = np.array([-3.0, -1.5, -0.5, 0.0, 0.7, 1.5, 3.0])
+    m = Morph(kind="grid2_spline", params=("a", "b"), nodes=(x, np.linspace(-2.0, 2.0, 5)))
+    p = np.random.default_rng(7).uniform(-4.0, 4.0, 300)
+    for axis, xx in enumerate(m.nodes):
+        w, d = m.cardinal(axis, p)
+        ref = CubicSpline(xx, np.eye(xx.size), axis=0, bc_type="not-a-knot")
+        pc = np.clip(p, xx[0], xx[-1])
+        np.testing.assert_allclose(w, ref(pc), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(d, ref(pc, 1), rtol=0, atol=1e-12)
+    v = np.random.default_rng(8).normal(size=(x.size, 3, 11))
+    ns = NodeSpline(x, v)
+    np.testing.assert_allclose(ns._c, CubicSpline(x, v, axis=0, bc_type="not-a-knot").c, rtol=0,
+                               atol=1e-12 * np.abs(v).max())

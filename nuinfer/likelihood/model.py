@@ -35,11 +35,17 @@ import numpy as np
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
 
-def _cubic_spline(x, y):
-    """``scipy.interpolate.CubicSpline(x, y, axis=0, bc_type="not-a-knot")``, imported on first use
-    (scipy.interpolate costs ~0.35 s to import and only spline morphs need it)."""
-    from scipy.interpolate import CubicSpline
-    return CubicSpline(x, y, axis=0, bc_type="not-a-knot")
+def _spline_at(x, c, p, derivative: bool = False):
+    """Piecewise cubic with coefficients ``c`` (4, K-1, ...) on knots ``x`` (as
+    :func:`nuinfer.physics.interp.not_a_knot` gives them) at ``p`` (R,) inside ``[x[0], x[-1]]``:
+    values (R, ...) and, with ``derivative``, first derivatives."""
+    k = np.clip(np.searchsorted(x, p, side="right") - 1, 0, x.size - 2)
+    cc = c[:, k]  # (4, R, ...)
+    t = (p - x[k]).reshape((-1,) + (1,) * (cc.ndim - 2))
+    val = ((cc[0] * t + cc[1]) * t + cc[2]) * t + cc[3]
+    if not derivative:
+        return val
+    return val, (3.0 * cc[0] * t + 2.0 * cc[1]) * t + cc[2]
 
 
 __all__ = ["BinnedModel", "Component", "Morph", "NodeSpline", "Parameter", "PolyTemplate", "ShapeSys"]
@@ -148,16 +154,16 @@ class Morph:
             raise InvalidConfig(f"a {self.kind} morph needs two increasing node axes of >= {need} values", key="morph")
         object.__setattr__(self, "nodes", nodes)
         if self.kind == "grid2_spline":
-            # cardinal cubic splines: basis[i] interpolates the unit vector e_i on each axis
-            object.__setattr__(self, "_basis", tuple(
-                _cubic_spline(x, np.eye(x.size)) for x in nodes))
+            # cardinal cubic splines (not-a-knot): basis[i] interpolates the unit vector e_i on each
+            # axis; numpy only (scipy.interpolate costs ~0.4 s to import)
+            from nuinfer.physics.interp import not_a_knot
+            object.__setattr__(self, "_basis", tuple(not_a_knot(x, np.eye(x.size)) for x in nodes))
 
     def cardinal(self, axis: int, p):
         """Values and derivatives (R, n_nodes) of the cardinal splines of one axis at ``p``."""
         x = self.nodes[axis]
         p = np.clip(np.asarray(p, float), x[0], x[-1])
-        b = self._basis[axis]
-        return b(p), b(p, 1)
+        return _spline_at(x, self._basis[axis], p, derivative=True)
 
     def n_nodes(self, K: int) -> int:
         if self.kind == "spline":
@@ -251,8 +257,9 @@ class NodeSpline:
             return
         if self.K < 4 or np.any(np.diff(self.nodes) <= 0):
             raise InvalidConfig("morphing nodes must be >= 4 increasing values", key="nuisances.qf_nodes")
-        # coefficients (4, K-1, P, bin): one cubic per interval
-        self._c = _cubic_spline(self.nodes, v).c
+        # coefficients (4, K-1, P, bin): one cubic per interval (not-a-knot, as scipy's CubicSpline)
+        from nuinfer.physics.interp import not_a_knot
+        self._c = not_a_knot(self.nodes, v)
 
     @property
     def lo(self) -> float:
