@@ -83,6 +83,8 @@ def test_reproduce_quick_end_to_end(tmp_path):
         if p.name.startswith("posterior"):
             tree = xr.open_datatree(p)
             assert "posterior" in tree.children
+            # reproduce omits the per-bin log-likelihoods, says so in the file and in the report
+            assert "log_likelihood" not in tree.children and tree.attrs["log_likelihood_written"] == 0
             tree.close()
             continue
         with xr.open_dataset(p) as ds:
@@ -97,6 +99,7 @@ def test_reproduce_quick_end_to_end(tmp_path):
         assert f"({stem})" in report
     assert "| V (universal vector) |" in report and "## Comparison with the paper's stated results" in report
     assert "| FAIL |" not in report
+    assert "has no per-bin `log_likelihood` group" in report
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 10 and "not found</i>" not in html
     for name in ("fig2_cevns.nc", "systematics_eves_V.nc", "current_xenonnt_8b.nc", "current_xenonnt_er.nc"):

@@ -577,6 +577,7 @@ def _step_bayes(run: _Run) -> dict:
             "thin": summ.get("thin"), "frequentist": summ.get("frequentist"),
             "posterior_summary": summ.get("posterior_summary"), "prior_dominated": summ.get("prior_dominated"),
             "g90_by_mass": summ.get("g90_by_mass"), "warnings": summ.get("warnings"),
+            "log_likelihood_group": False,
             "sampler": {k: res[k] for k in sorted(res) if isinstance(res[k], (int, float, str, bool))
                         and not str(k).endswith("path")}}
 
@@ -808,8 +809,9 @@ def reproduce(outdir="outputs", *, quick: bool = False, quiet: bool = False, onl
         # the real-data scans run in a forked process beside the other steps: for the full scans
         # forked at once (its imports and likelihood builds overlap this process's; the scans take
         # longest), for the quick ones after the first step, inheriting this process's imports
-        # (measured, 2 cores: full 19.2 s forked at once vs 20.8 s after the first step; quick
-        # 8.8 s vs 9.6 s without a second process)
+        # (measured in alternation on the slow 2-core VM, docs/performance.md section g: full
+        # 19.1-19.3 s forked at once vs 20.5-21.1 s after the first step; quick 8.9-9.2 s forked
+        # after the first step vs 9.5-9.7 s without a second process)
         M, G = run.cfg["real_grid"]
         fork_at = 0 if M * G >= 1000 else 1
         for i, name in enumerate(steps):
@@ -1165,9 +1167,10 @@ def build_report(sections: dict) -> _Doc:
         d.h(2, "Bayesian example: universal vector, EvES")
         d.p(f"emcee posterior of ({', '.join((by.get('posterior_summary') or {}).keys())}) for model "
             f"{by.get('model')}: {by.get('n_samples')} samples after burn-in {by.get('burn')}, thin {by.get('thin')} "
-            f"({by.get('mode')} run). Frequentist reference: {by.get('frequentist')}. The file "
-            f"`posterior_eves_vector.nc` has no per-bin `log_likelihood` group (for LOO/WAIC run "
-            f"`nuinfer sample models/bayes_eves_vector.toml -o posterior.nc`, which writes it).")
+            f"({by.get('mode')} run). Frequentist reference: {by.get('frequentist')}." +
+            (" The file `posterior_eves_vector.nc` has no per-bin `log_likelihood` group (for LOO/WAIC run "
+             "`nuinfer sample models/bayes_eves_vector.toml -o posterior.nc`, which writes it)."
+             if by.get("log_likelihood_group") is False else ""))
         for f in by.get("figures", []):
             d.img(f, "corner plot (68% and 90% credible levels)" if "corner" in f else
                   "(m_X, g_X) posterior samples (colour: samples per bin), 90% credible upper limit per mass slice "
