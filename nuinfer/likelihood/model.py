@@ -35,12 +35,13 @@ import numpy as np
 
 from nuinfer.exceptions import InvalidConfig, NumericalError
 
-def _spline_at(x, c, p, derivative: bool = False):
+def _spline_at(x, c, p, derivative: bool = False, rows=None):
     """Piecewise cubic with coefficients ``c`` (4, K-1, ...) on knots ``x`` (as
     :func:`nuinfer.physics.interp.not_a_knot` gives them) at ``p`` (R,) inside ``[x[0], x[-1]]``:
-    values (R, ...) and, with ``derivative``, first derivatives."""
+    values (R, ...) and, with ``derivative``, first derivatives.  ``rows`` (R,): point ``r`` takes
+    the cubic of column ``rows[r]`` of ``c``'s third axis (c of shape (4, K-1, P, ...))."""
     k = np.clip(np.searchsorted(x, p, side="right") - 1, 0, x.size - 2)
-    cc = c[:, k]  # (4, R, ...)
+    cc = c[:, k] if rows is None else c[:, k, rows]  # (4, R, ...)
     t = (p - x[k]).reshape((-1,) + (1,) * (cc.ndim - 2))
     val = ((cc[0] * t + cc[1]) * t + cc[2]) * t + cc[3]
     if not derivative:
@@ -279,13 +280,7 @@ class NodeSpline:
             v = self._v[rows]
             return (v, np.zeros_like(v)) if derivative else v
         eta = np.clip(np.asarray(eta, float), self.lo, self.hi)
-        k = np.clip(np.searchsorted(self.nodes, eta, side="right") - 1, 0, self.K - 2)
-        cc = self._c[:, k, rows, :]  # (4, R, bin)
-        t = (eta - self.nodes[k])[:, None]
-        val = ((cc[0] * t + cc[1]) * t + cc[2]) * t + cc[3]
-        if not derivative:
-            return val
-        return val, (3.0 * cc[0] * t + 2.0 * cc[1]) * t + cc[2]
+        return _spline_at(self.nodes, self._c, eta, derivative, rows=rows)
 
     def __call__(self, eta, *, derivative: bool = False):
         """Signal of all P hypotheses at per-hypothesis ``eta`` (P,)."""
