@@ -302,11 +302,31 @@ def test_bounded_minima_follow_scipy_bounded_brent():
         assert fm[k] == pytest.approx(ref.fun, abs=1e-14)
 
 
+def _runs_reference(d, thr):
+    """Excluded runs of one column by a plain loop: (starts, ends, crossing cells)."""
+    ex = [bool(v >= thr) for v in d]
+    starts = [j for j in range(len(d)) if ex[j] and (j == 0 or not ex[j - 1])]
+    ends = [j for j in range(len(d)) if ex[j] and (j == len(d) - 1 or not ex[j + 1])]
+    cells = [s - 1 for s in starts if s > 0] + [e for e in ends if e < len(d) - 1]
+    return np.array(ex), starts, ends, cells
+
+
+def _minima_reference(d, ex):
+    """Interior grid points inside a run where Delta dips (both neighbours excluded and not lower)."""
+    out = []
+    for k in range(1, len(d) - 1):
+        lo, hi = d[k], max(d[k - 1], d[k + 1])
+        if (ex[k - 1] and ex[k] and ex[k + 1] and lo <= d[k - 1] and lo <= d[k + 1] and np.isfinite(lo)
+                and hi - lo > contours_mod._MIN_DIP * abs(lo)):
+            out.append(k)
+    return out
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_row_helpers_equal_the_per_row_ones(seed):
-    """``_excluded_runs_rows`` / ``_band_candidates_rows`` (all masses at once) give the arrays of
-    ``_excluded_runs`` / ``_band_candidates`` mass by mass: runs touching either grid end, single
-    points, rows with nothing excluded and every point excluded, NaN and inf."""
+def test_row_helpers_equal_a_plain_loop(seed):
+    """``_excluded_runs_rows`` / ``_band_candidates_rows`` (all masses at once, and one column
+    through ``_excluded_runs`` / ``_band_candidates``) against a plain loop per column: runs touching
+    either grid end, single points, nothing excluded, everything excluded, NaN and inf."""
     from nuinfer.tasks.contours import _band_candidates, _band_candidates_rows, _excluded_runs_rows
     rng = np.random.default_rng(seed)
     M, G = 40, 23
@@ -318,17 +338,19 @@ def test_row_helpers_equal_the_per_row_ones(seed):
     d[2, ::2] = 10.0 * THR  # runs of one point, starting at the first grid point
     d[3] = np.linspace(20.0, 0.0, G)  # one run from the first point
     d[3, G // 2] = 2.0 * THR + 1.0  # ... and an isolated one
+    d[4] = 3.0 * THR
+    d[4, 5:9] = [2.9 * THR, 2.0 * THR, 2.5 * THR, 2.95 * THR]  # a dip inside a run
     lg = np.linspace(-8.0, 0.0, G)
     with np.errstate(invalid="ignore"):
         rows = _excluded_runs_rows(d, THR)
         cands = _band_candidates_rows(lg, d, d >= THR)
         for i in range(M):
-            want = _excluded_runs(d[i], THR)
-            for got, ref in zip(rows[i], want):
-                assert got.dtype == ref.dtype
-                np.testing.assert_array_equal(got, ref)
-            ref_c = _band_candidates(lg, d[i], want[0])
-            assert cands[i].dtype == ref_c.dtype
-            np.testing.assert_array_equal(cands[i], ref_c)
+            ex, starts, ends, cells = _runs_reference(d[i], THR)
+            for got in (rows[i], _excluded_runs(d[i], THR)):
+                np.testing.assert_array_equal(got[0], ex)
+                for a, b in zip(got[1:], (starts, ends, cells)):
+                    assert a.dtype == np.intp and a.tolist() == b
+            want = _minima_reference(d[i], ex)
+            assert cands[i].tolist() == want and _band_candidates(lg, d[i], ex).tolist() == want
     assert sum(r[3].size for r in rows) > M  # the draw has crossings to compare
-    assert sum(c.size for c in cands) > 0
+    assert 6 in cands[4].tolist()

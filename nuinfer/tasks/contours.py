@@ -132,19 +132,10 @@ def _excluded_runs(d, threshold):
 
     Returns ``(ex, starts, ends, cells)``: the mask ``d >= threshold``, the first and the last
     grid index of each excluded run, and the cells ``(j, j + 1)`` (by ``j``) across which Delta -
-    threshold changes sign on the grid: the crossings to locate.
+    threshold changes sign on the grid: the crossings to locate (below each run start, then above
+    each run end).  One column of :func:`_excluded_runs_rows`.
     """
-    G = d.size
-    ex = d >= threshold
-    step = np.diff(ex.astype(np.int8))
-    starts = np.flatnonzero(step == 1) + 1  # first excluded index of each run
-    ends = np.flatnonzero(step == -1)  # last excluded index of each run
-    if ex[0]:
-        starts = np.r_[0, starts]
-    if ex[-1]:
-        ends = np.r_[ends, G - 1]
-    cells = np.r_[starts[starts > 0] - 1, ends[ends < G - 1]]
-    return ex, starts, ends, cells
+    return _excluded_runs_rows(np.asarray(d)[None, :], threshold)[0]
 
 
 def _split_rows(rows, values, M):
@@ -154,7 +145,7 @@ def _split_rows(rows, values, M):
 
 def _excluded_runs_rows(delta, threshold):
     """:func:`_excluded_runs` of every mass column of ``delta`` (M, G) at once: a list of M tuples
-    ``(ex, starts, ends, cells)``, the same arrays as the function gives row by row."""
+    ``(ex, starts, ends, cells)``."""
     M, G = delta.shape
     EX = delta >= threshold
     pad = np.zeros((M, 1), np.int8)
@@ -173,7 +164,8 @@ def _excluded_runs_rows(delta, threshold):
 
 
 def _band_candidates_rows(lg, delta, EX):
-    """:func:`_band_candidates` of every mass column at once (``EX``: the excluded masks, (M, G))."""
+    """:func:`_band_candidates` of every mass column at once (``EX``: the excluded masks, (M, G)):
+    grid points inside an excluded run where Delta has a local minimum deeper than ``_MIN_DIP``."""
     M, G = delta.shape
     if G < 3:
         return [np.empty(0, dtype=np.intp)] * M
@@ -243,14 +235,9 @@ def _scalar(f, threshold):
 
 
 def _band_candidates(lg, d, ex):
-    """Interior local minima of Delta above the threshold (where a band between grid points may hide)."""
-    G = lg.size
-    if G < 3:
-        return np.empty(0, dtype=np.intp)
-    k = np.arange(1, G - 1)
-    dm, d0, dp = d[k], d[k - 1], d[k + 1]
-    return k[ex[k] & ex[k - 1] & ex[k + 1] & (dm <= d0) & (dm <= dp)
-             & (np.maximum(d0, dp) - dm > _MIN_DIP * np.abs(dm)) & np.isfinite(dm)]
+    """Interior local minima of Delta above the threshold (where a band between grid points may hide):
+    one column of :func:`_band_candidates_rows`."""
+    return _band_candidates_rows(lg, np.asarray(d)[None, :], np.asarray(ex)[None, :])[0]
 
 
 def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats, bands=None, cands=None):
