@@ -638,7 +638,7 @@ def test_terrestrial_posterior_summary_has_mcse(tmp_path):
         assert r["ess"] > 0 and r["q16"] <= r["median"] <= r["q84"]
 
 
-@pytest.mark.parametrize("n", [4, 5, 41, 241])
+@pytest.mark.parametrize("n", [4, 5, 41, 241, 3000])
 def test_not_a_knot_spline_equals_scipy_cubicspline(n):
     """The template interpolator's numpy spline (no scipy.interpolate import on the sampling path)
     has the coefficients of scipy's CubicSpline(bc_type="not-a-knot") on uneven knots, and

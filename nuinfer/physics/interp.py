@@ -49,7 +49,10 @@ def not_a_knot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     The same piecewise polynomial as ``scipy.interpolate.CubicSpline(x, y, axis=0,
     bc_type="not-a-knot").c`` for ``x.size >= 4`` (tests/test_posterior.py compares the two):
     slopes from the tridiagonal continuity system with the not-a-knot rows (third derivative
-    continuous at the second and the second-to-last knot), then the Hermite coefficients.
+    continuous at the second and the second-to-last knot), then the Hermite coefficients.  The two
+    end rows are eliminated into their neighbours, which leaves a strictly diagonally dominant
+    tridiagonal system (diagonal ``dx[i-1] + dx[i]`` or more against ``dx[i-1]``, ``dx[i]``), solved
+    without pivoting in O(n) time and memory.
 
     Parameters
     ----------
@@ -73,21 +76,34 @@ def not_a_knot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     dx = np.diff(x)
     h = dx[:, None]
     slope = np.diff(yf, axis=0) / h
-    # slopes s: dense system (n is a few hundred at most here); LU with pivoting
-    A = np.zeros((n, n))
-    b = np.empty_like(yf)
-    i = np.arange(1, n - 1)
-    A[i, i - 1] = dx[1:]
-    A[i, i] = 2.0 * (dx[:-1] + dx[1:])
-    A[i, i + 1] = dx[:-1]
-    b[1:-1] = 3.0 * (h[1:] * slope[:-1] + h[:-1] * slope[1:])
-    d0 = x[2] - x[0]
-    A[0, 0], A[0, 1] = dx[1], d0
-    b[0] = ((h[0] + 2.0 * d0) * h[1] * slope[0] + h[0] ** 2 * slope[1]) / d0
-    d1 = x[-1] - x[-3]
-    A[-1, -1], A[-1, -2] = dx[-2], d1
-    b[-1] = (h[-1] ** 2 * slope[-2] + (2.0 * d1 + h[-1]) * h[-2] * slope[-1]) / d1
-    s = np.linalg.solve(A, b)
+    # rows 1..n-2: dx[i] s[i-1] + 2 (dx[i-1] + dx[i]) s[i] + dx[i-1] s[i+1] = rhs[i]
+    lower, diag, upper = dx[1:], 2.0 * (dx[:-1] + dx[1:]), dx[:-1]
+    rhs = 3.0 * (h[1:] * slope[:-1] + h[:-1] * slope[1:])
+    # not-a-knot end rows: d0 s[0] + c0 s[1] = b0 and an s[n-2] + dn s[n-1] = bn
+    d0, c0 = dx[1], x[2] - x[0]
+    b0 = ((h[0] + 2.0 * c0) * h[1] * slope[0] + h[0] ** 2 * slope[1]) / c0
+    dn, an = dx[-2], x[-1] - x[-3]
+    bn = (h[-1] ** 2 * slope[-2] + (2.0 * an + h[-1]) * h[-2] * slope[-1]) / an
+    diag = diag.copy()
+    diag[0] -= lower[0] * c0 / d0  # s[0] eliminated from row 1
+    rhs[0] -= lower[0] / d0 * b0
+    diag[-1] -= upper[-1] * an / dn  # s[n-1] eliminated from row n-2
+    rhs[-1] -= upper[-1] / dn * bn
+    N = n - 2
+    cp = np.empty(N)
+    cp[0] = upper[0] / diag[0]
+    rhs[0] /= diag[0]
+    for i in range(1, N):  # Thomas algorithm (forward sweep)
+        m = diag[i] - lower[i] * cp[i - 1]
+        cp[i] = upper[i] / m
+        rhs[i] -= lower[i] * rhs[i - 1]
+        rhs[i] /= m
+    for i in range(N - 2, -1, -1):  # back substitution
+        rhs[i] -= cp[i] * rhs[i + 1]
+    s = np.empty_like(yf)
+    s[1:-1] = rhs
+    s[0] = (b0 - c0 * s[1]) / d0
+    s[-1] = (bn - an * s[-2]) / dn
     t = (s[:-1] + s[1:] - 2.0 * slope) / h
     c = np.empty((4, n - 1, yf.shape[1]))
     c[0] = t / h
