@@ -283,8 +283,7 @@ def _minor_plan(ax, axis):
 
 
 def legend_figure(ncols: int = 1, nrows: int = 1, *, panel=(4.3, 3.5), legend_width: float = 2.0,
-                  top: float = 0.55, bottom: float = 0.6, left: float = 0.75, hspace: float = 0.8,
-                  suptitle: str | None = None):
+                  top: float = 0.55, bottom: float = 0.6, left: float = 0.75, suptitle: str | None = None):
     """A figure with fixed axes positions and room for each panel's legend on its right.
 
     Returns ``(fig, axes)`` (axes as a flat list, row by row).  Legends are placed with
@@ -293,7 +292,7 @@ def legend_figure(ncols: int = 1, nrows: int = 1, *, panel=(4.3, 3.5), legend_wi
     pw, ph = panel
     cell_w = left + pw + 0.15 + legend_width
     W = ncols * cell_w + 0.1
-    H = nrows * (ph + bottom + top) + (hspace * 0 if nrows == 1 else 0) + (0.35 if suptitle else 0.0)
+    H = nrows * (ph + bottom + top) + (0.35 if suptitle else 0.0)  # rows spaced by their top and bottom margins
     fig = plt.figure(figsize=(W, H))
     axes = []
     for r in range(nrows):
