@@ -340,10 +340,9 @@ def test_row_helpers_equal_a_plain_loop(seed):
     d[3, G // 2] = 2.0 * THR + 1.0  # ... and an isolated one
     d[4] = 3.0 * THR
     d[4, 5:9] = [2.9 * THR, 2.0 * THR, 2.5 * THR, 2.95 * THR]  # a dip inside a run
-    lg = np.linspace(-8.0, 0.0, G)
     with np.errstate(invalid="ignore"):
-        rows = _excluded_runs_rows(d, THR)
-        cands = _band_candidates_rows(lg, d, d >= THR)
+        rows = _excluded_runs_rows(d >= THR)
+        cands = _band_candidates_rows(d, d >= THR)
         for i in range(M):
             ex, starts, ends, cells = _runs_reference(d[i], THR)
             for got in (rows[i], _excluded_runs(d[i], THR)):
@@ -351,6 +350,6 @@ def test_row_helpers_equal_a_plain_loop(seed):
                 for a, b in zip(got[1:], (starts, ends, cells)):
                     assert a.dtype == np.intp and a.tolist() == b
             want = _minima_reference(d[i], ex)
-            assert cands[i].tolist() == want and _band_candidates(lg, d[i], ex).tolist() == want
+            assert cands[i].tolist() == want and _band_candidates(d[i], ex).tolist() == want
     assert sum(r[3].size for r in rows) > M  # the draw has crossings to compare
     assert 6 in cands[4].tolist()

@@ -135,7 +135,7 @@ def _excluded_runs(d, threshold):
     threshold changes sign on the grid: the crossings to locate (below each run start, then above
     each run end).  One column of :func:`_excluded_runs_rows`.
     """
-    return _excluded_runs_rows(np.asarray(d)[None, :], threshold)[0]
+    return _excluded_runs_rows(np.asarray(d)[None, :] >= threshold)[0]
 
 
 def _split_rows(rows, values, M):
@@ -143,11 +143,10 @@ def _split_rows(rows, values, M):
     return np.split(values, np.cumsum(np.bincount(rows, minlength=M))[:-1])
 
 
-def _excluded_runs_rows(delta, threshold):
-    """:func:`_excluded_runs` of every mass column of ``delta`` (M, G) at once: a list of M tuples
-    ``(ex, starts, ends, cells)``."""
-    M, G = delta.shape
-    EX = delta >= threshold
+def _excluded_runs_rows(EX):
+    """:func:`_excluded_runs` of every mass column at once, from the excluded mask ``EX`` (M, G)
+    (``Delta >= threshold``): a list of M tuples ``(ex, starts, ends, cells)``."""
+    M, G = EX.shape
     pad = np.zeros((M, 1), np.int8)
     step = np.diff(np.concatenate([pad, EX.view(np.int8), pad], axis=1), axis=1)  # (M, G + 1)
     si, starts = np.nonzero(step == 1)  # first excluded index of each run
@@ -163,7 +162,7 @@ def _excluded_runs_rows(delta, threshold):
     return [(EX[i], S[i], E[i], C[i]) for i in range(M)]
 
 
-def _band_candidates_rows(lg, delta, EX):
+def _band_candidates_rows(delta, EX):
     """:func:`_band_candidates` of every mass column at once (``EX``: the excluded masks, (M, G)):
     grid points inside an excluded run where Delta has a local minimum deeper than ``_MIN_DIP``."""
     M, G = delta.shape
@@ -234,10 +233,10 @@ def _scalar(f, threshold):
     return g
 
 
-def _band_candidates(lg, d, ex):
+def _band_candidates(d, ex):
     """Interior local minima of Delta above the threshold (where a band between grid points may hide):
     one column of :func:`_band_candidates_rows`."""
-    return _band_candidates_rows(lg, np.asarray(d)[None, :], np.asarray(ex)[None, :])[0]
+    return _band_candidates_rows(np.asarray(d)[None, :], np.asarray(ex)[None, :])[0]
 
 
 def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats, bands=None, cands=None):
@@ -265,7 +264,7 @@ def _assemble_row(lg, d, ex, starts, ends, roots, threshold, g, stats, bands=Non
 
     # allowed bands missed by the grid: interior local minima above threshold
     if (g is not None or bands is not None) and G >= 3:
-        for c in (_band_candidates(lg, d, ex) if cands is None else cands):
+        for c in (_band_candidates(d, ex) if cands is None else cands):
             stats["minima_checked"] += 1
             if bands is not None:  # located already, all masses at once (_refine_bands)
                 found = bands.get(int(c))
@@ -1014,14 +1013,15 @@ def contour(scan: xr.Dataset, *, threshold: float | None = None,
     g = np.asarray(da["g_X"].values, dtype=float)
     lg = np.log10(g)
 
-    excluded = xr.DataArray(np.nan_to_num(delta, nan=-np.inf) >= threshold, coords={"m_X": da["m_X"], "g_X": da["g_X"]},
+    EX = delta >= threshold  # failed (NaN) points are not excluded
+    excluded = xr.DataArray(EX, coords={"m_X": da["m_X"], "g_X": da["g_X"]},
                             dims=("m_X", "g_X"), name="excluded")
     stats = _new_stats()
     batched = refine is not None and callable(getattr(refine, "pairs", None))
-    all_runs = _excluded_runs_rows(delta, threshold)
+    all_runs = _excluded_runs_rows(EX)
     if batched:  # all crossings of all masses located in one vectorised root finding
         runs = {i: r for i, r in enumerate(all_runs) if not failed_rows[i]}
-        cands = _band_candidates_rows(lg, delta, delta >= threshold)
+        cands = _band_candidates_rows(delta, EX)
         roots = _refine_crossings(refine.pairs, lg, {i: r[3] for i, r in runs.items()},
                                   threshold, stats)
         bands = _refine_bands(refine.pairs, lg, {i: cands[i] for i, r in runs.items() if r[0].any()},
