@@ -301,8 +301,9 @@ def _newton(prob: _Problem, theta, *, atol, rtol, max_iter, stop_above=np.inf):
         val = prob.value(x, active)
         return x, val, np.isfinite(val), 0
     known = _Derivatives(N)
-    known.put(active, prob.grad_hess(x, active))
-    val = known.buf[0].copy()
+    at_start = prob.grad_hess(x, active)
+    known.put(active, at_start)
+    val = at_start[0].copy()
     for it in range(1, max_iter + 1):
         if active.size == 0:
             break
