@@ -359,3 +359,36 @@ def test_plot_contours_draws_bands_not_fragments():
     assert ax.get_xlim() == pytest.approx((10**LM[0], 10**LM[-1]))
     assert ax.get_ylim() == pytest.approx((10**LG[0], 10**LG[-1]))
     plt.close(fig)
+
+
+def test_stacked_results_hold_each_label_as_its_own_dataset(surface, tmp_path):
+    """exclusion_dataset: per label, the per-mass variables, the flat interval list and the
+    boundary lines are those of that label's own to_dataset; other grids are refused."""
+    from nuinfer.tasks.xenon import exclusion_dataset
+    other = surface.copy()
+    other["delta_chi2"] = surface["delta_chi2"].shift(g_X=7, fill_value=0.0)  # region moved up the grid
+    res = {"a": contour(surface), "b": contour(other)}
+    st = exclusion_dataset(res, dim="scenario")
+    assert list(st["scenario"].values) == ["a", "b"]
+    for k, (lab, r) in enumerate(res.items()):
+        own = r.to_dataset()
+        for v in ("excluded", "g90", "g90_status", "g90_upper_bound", "excluded_to_grid_top", "n_intervals"):
+            np.testing.assert_array_equal(st[v].sel(scenario=lab).values, own[v].values, err_msg=v)
+        sel = st["interval_scenario_index"].values == k
+        start = st["interval_start"].sel(scenario=lab).values
+        np.testing.assert_array_equal(np.flatnonzero(sel)[own["interval_start"].values[own["n_intervals"] > 0]],
+                                      start[own["n_intervals"].values > 0])
+        for v in ("interval_m_index", "interval_m_X", "interval_g_lo", "interval_g_hi", "interval_lo_kind",
+                  "interval_hi_kind"):
+            np.testing.assert_array_equal(st[v].values[sel], own[v].values, err_msg=v)
+        lines = st["line_scenario_index"].values == k
+        verts = np.isin(st["contour_line"].values, np.flatnonzero(lines))
+        np.testing.assert_array_equal(st["contour_m_X"].values[verts], own["contour_m_X"].values)
+        np.testing.assert_array_equal(st["contour_line_closed"].values[lines], own["contour_line_closed"].values)
+    assert not np.array_equal(st["g90"].values[0], st["g90"].values[1])
+    assert st["interval_lo_kind"].attrs["flag_values"] == "0 1 2"  # CF flags as text
+    back = read_netcdf(write_netcdf(st, tmp_path / "stacked.nc"))
+    xr.testing.assert_identical(back, st)
+    coarse = surface.isel(g_X=slice(None, None, 2))
+    with pytest.raises(InvalidConfig, match="g_X grid of 'c'"):
+        exclusion_dataset({"a": res["a"], "c": contour(coarse)})

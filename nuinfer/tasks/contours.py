@@ -825,6 +825,13 @@ class ContourResult:
             (dim ``line``): ``contour_line_closed`` (int8; a closed line repeats its first
             vertex).
         """
+        data, coords, attrs = self._columns()
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    def _columns(self) -> tuple[dict, dict, dict]:
+        """What :meth:`to_dataset` holds as plain parts: ``{name: (dims, values, attrs)}``, the
+        coordinates and the dataset attrs (the stacked form of several results,
+        :func:`nuinfer.tasks.xenon.exclusion_dataset`, is built from these)."""
         m = self.g90["m_X"]
         n_int = np.array([len(iv) for iv in self.intervals], dtype=np.int32)
         start = np.r_[0, np.cumsum(n_int)[:-1]].astype(np.int32)
@@ -847,62 +854,57 @@ class ContourResult:
         kind_attrs = {"units": "1", "flag_values": np.array(sorted(EDGE_KIND), dtype=np.int8),
                       "flag_meanings": " ".join(EDGE_KIND[k] for k in sorted(EDGE_KIND))}
         g90 = self.g90.fillna(0.0)
-        g90.attrs = {**self.g90.attrs, "sentinel": 0.0,
-                     "comment": "0 where nothing is excluded (g90_status == 1)"}
         ub, top = self._flags()
-        ds = xr.Dataset(
-            {
-                "excluded": (self.excluded.dims, self.excluded.values.astype(np.int8), {
-                    "units": "1", "long_name": f"excluded ({rule})"}),
-                "g90": g90,
-                "g90_status": self.g90_status,
-                "g90_upper_bound": ub,
-                "excluded_to_grid_top": top,
-                "n_intervals": (("m_X",), n_int, {
-                    "units": "1", "long_name": "number of excluded g_X intervals"}),
-                "interval_start": (("m_X",), start, {
-                    "units": "1", "long_name": "index of the first interval of this mass in "
-                                               "the flat interval list"}),
-                "interval_m_index": (("interval",), m_idx, {
-                    "units": "1", "long_name": "m_X index of the excluded interval"}),
-                "interval_m_X": (("interval",), np.asarray(m.values, float)[m_idx], {
-                    "units": "MeV", "long_name": "m_X of the excluded interval"}),
-                "interval_g_lo": (("interval",), ivs[:, 0], {
-                    "units": "1", "long_name": f"lower end of excluded g_X interval ({cl_txt})"}),
-                "interval_g_hi": (("interval",), ivs[:, 1], {
-                    "units": "1", "long_name": f"upper end of excluded g_X interval ({cl_txt})"}),
-                "interval_lo_kind": (("interval",), knd[:, 0], {
-                    **kind_attrs, "long_name": "how the lower end was obtained"}),
-                "interval_hi_kind": (("interval",), knd[:, 1], {
-                    **kind_attrs, "long_name": "how the upper end was obtained"}),
-                "contour_m_X": (("vertex",), verts[:, 0], {
-                    "units": "MeV", "long_name": "m_X of region boundary vertex"}),
-                "contour_g_X": (("vertex",), verts[:, 1], {
-                    "units": "1", "long_name": "g_X of region boundary vertex"}),
-                "contour_line": (("vertex",), line_id, {
-                    "units": "1", "long_name": "index of the boundary line of each vertex"}),
-                "contour_line_closed": (("line",), closed, {
-                    "units": "1", "long_name": "boundary line is closed (1) or open (0)"}),
-            },
-            coords={"m_X": m, "g_X": self.excluded["g_X"]},
-            attrs={
-                **self.attrs,
-                # the threshold used here is the scan's (asymptotic) one unless stated otherwise
-                "calibration": str(self.attrs.get("calibration", "asymptotic")),
-                "threshold": self.threshold,
-                "cl": self.cl,
-                "ndof": self.ndof,
-                "statistic_variable": self.variable,
-                "interval_rule": ("crossings interpolated linearly in log10 g_X, or roots of the "
-                                  "exact statistic where refined (interval_*_kind); intervals "
-                                  "reaching an end of the grid are cut there"),
-                "contour_rule": ("region boundary joining the interval ends of neighbouring "
-                                 "masses, straight in log-log; bands/intervals ending between "
-                                 "two masses end in a tip at their log-midpoint; segments "
-                                 "along the grid edge are omitted"),
-            },
-        )
-        return ds
+        data = {
+            "excluded": (self.excluded.dims, self.excluded.values.astype(np.int8), {
+                "units": "1", "long_name": f"excluded ({rule})"}),
+            "g90": (g90.dims, g90.values, {**self.g90.attrs, "sentinel": 0.0,
+                                           "comment": "0 where nothing is excluded (g90_status == 1)"}),
+            **{name: (da.dims, da.values, dict(da.attrs))
+               for name, da in (("g90_status", self.g90_status), ("g90_upper_bound", ub),
+                                ("excluded_to_grid_top", top))},
+            "n_intervals": (("m_X",), n_int, {
+                "units": "1", "long_name": "number of excluded g_X intervals"}),
+            "interval_start": (("m_X",), start, {
+                "units": "1", "long_name": "index of the first interval of this mass in "
+                                           "the flat interval list"}),
+            "interval_m_index": (("interval",), m_idx, {
+                "units": "1", "long_name": "m_X index of the excluded interval"}),
+            "interval_m_X": (("interval",), np.asarray(m.values, float)[m_idx], {
+                "units": "MeV", "long_name": "m_X of the excluded interval"}),
+            "interval_g_lo": (("interval",), ivs[:, 0], {
+                "units": "1", "long_name": f"lower end of excluded g_X interval ({cl_txt})"}),
+            "interval_g_hi": (("interval",), ivs[:, 1], {
+                "units": "1", "long_name": f"upper end of excluded g_X interval ({cl_txt})"}),
+            "interval_lo_kind": (("interval",), knd[:, 0], {
+                **kind_attrs, "long_name": "how the lower end was obtained"}),
+            "interval_hi_kind": (("interval",), knd[:, 1], {
+                **kind_attrs, "long_name": "how the upper end was obtained"}),
+            "contour_m_X": (("vertex",), verts[:, 0], {
+                "units": "MeV", "long_name": "m_X of region boundary vertex"}),
+            "contour_g_X": (("vertex",), verts[:, 1], {
+                "units": "1", "long_name": "g_X of region boundary vertex"}),
+            "contour_line": (("vertex",), line_id, {
+                "units": "1", "long_name": "index of the boundary line of each vertex"}),
+            "contour_line_closed": (("line",), closed, {
+                "units": "1", "long_name": "boundary line is closed (1) or open (0)"}),
+        }
+        return data, {"m_X": m, "g_X": self.excluded["g_X"]}, {
+            **self.attrs,
+            # the threshold used here is the scan's (asymptotic) one unless stated otherwise
+            "calibration": str(self.attrs.get("calibration", "asymptotic")),
+            "threshold": self.threshold,
+            "cl": self.cl,
+            "ndof": self.ndof,
+            "statistic_variable": self.variable,
+            "interval_rule": ("crossings interpolated linearly in log10 g_X, or roots of the "
+                              "exact statistic where refined (interval_*_kind); intervals "
+                              "reaching an end of the grid are cut there"),
+            "contour_rule": ("region boundary joining the interval ends of neighbouring "
+                             "masses, straight in log-log; bands/intervals ending between "
+                             "two masses end in a tip at their log-midpoint; segments "
+                             "along the grid edge are omitted"),
+        }
 
     def _kinds(self):
         if self.interval_kinds:
