@@ -336,3 +336,18 @@ print("ok")
     r = subprocess.run([_sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("ok")
+
+
+def test_every_option_has_a_help_text_and_reproduce_lists_every_step():
+    import argparse
+
+    from nuinfer.cli import build_parser
+    from nuinfer.tasks.paper import STEPS
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sp in sub.choices.items():
+        for act in sp._actions:
+            if not isinstance(act, argparse._HelpAction):
+                assert act.help and act.help.strip(), f"{name} {act.option_strings or act.dest} has no help"
+    only = next(a for a in sub.choices["reproduce"]._actions if "--only" in a.option_strings)
+    listed = {w.strip("(),;") for w in only.help.split()}
+    assert set(STEPS) <= listed, sorted(set(STEPS) - listed)

@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("reproduce", help="the whole paper: Figs. 1-4, systematics, a posterior, report")
     sp.add_argument("--outdir", default="outputs", help="output folder (default outputs/)")
     sp.add_argument("--quick", action="store_true", help="coarse grids and a short chain")
-    sp.add_argument("--only", action="append", help="run only these steps (fig1 fig2 fig3 fig4 systematics bayes)")
+    sp.add_argument("--only", action="append", metavar="STEPS",
+                    help="run only these steps, a comma list or repeated (fig1, fig2, fig3, fig4, systematics, "
+                         "bayes, current); the report keeps the other sections of an earlier run")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
     sp.set_defaults(func=c.cmd_reproduce)
     return p
