@@ -199,7 +199,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_netcdf(obj, path, *, lock_timeout: float | None = None) -> Path:
+def write_netcdf(obj, path, *, lock_timeout: float | None = None, beside: bool = False) -> Path:
     """Write a dataset or data tree to NetCDF atomically.
 
     Parameters
@@ -211,6 +211,11 @@ def write_netcdf(obj, path, *, lock_timeout: float | None = None) -> Path:
     lock_timeout : float, optional
         Seconds to wait for another process writing ``path`` (see :func:`atomic_target`).
         Default :data:`LOCK_TIMEOUT` (0: fail at once).
+    beside : bool
+        Inside an active :class:`nuinfer.render.Renderer` with a worker, let the worker encode and
+        write the file while this process goes on (the attributes are checked here first); the
+        file appears when the renderer finishes.  Only for files this process does not read back
+        before then.  Default ``False``: written before returning.
 
     Returns
     -------
@@ -240,9 +245,19 @@ def write_netcdf(obj, path, *, lock_timeout: float | None = None) -> Path:
         raise DataFileError(f"directory {str(directory)!r} does not exist; create it first",
                             key="path")
     clean = _sanitize(obj)
+    if beside:
+        from nuinfer import render
+        r = render.current()
+        if r is not None and r.parallel:  # the xarray/netCDF4 encoding (~60 ms a file) runs there
+            return r.submit_file(path, _to_netcdf, clean)
     with atomic_target(path, lock_timeout=lock_timeout) as tmp:
-        clean.to_netcdf(tmp, mode="w", engine="netcdf4")
+        _to_netcdf(clean, tmp)
     return path
+
+
+def _to_netcdf(clean, file) -> None:
+    """Write a sanitised dataset or data tree (:func:`write_netcdf`) to ``file``."""
+    clean.to_netcdf(file, mode="w", engine="netcdf4")
 
 
 def atomic_write_text(path, text: str, *, lock_timeout: float | None = None) -> Path:

@@ -123,8 +123,11 @@ def _worker(conn, parent_pid: int) -> None:  # pragma: no cover - runs in the fo
             break
         job, fn, args, kwargs, tmp, fmt = msg
         try:
-            from nuinfer.plotting import write_figure
-            write_figure(_figure(fn, args, kwargs), Path(tmp), fmt)
+            if fmt is None:  # a file job (Renderer.submit_file): the writer writes the temporary file
+                fn(*args, Path(tmp), **kwargs)
+            else:
+                from nuinfer.plotting import write_figure
+                write_figure(_figure(fn, args, kwargs), Path(tmp), fmt)
             conn.send((job, None))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent with the figure's path
             Path(tmp).unlink(missing_ok=True)
@@ -212,6 +215,35 @@ class Renderer:
             save(_figure(fn, args, kwargs), path)
             return path
         self._pending[job] = (path, tmp)
+        return path
+
+    def submit_file(self, path, writer, *args, **kwargs) -> Path:
+        """Have the worker write a file: ``writer(*args, tmp, **kwargs)`` writes the temporary
+        file ``tmp``, which is moved to ``path`` (atomically, under its lock) at :meth:`finish`.
+
+        For outputs this process does not read back before :meth:`finish`; ``writer`` must be a
+        module-level function and ``args`` picklable.  Without a worker, or if the job cannot be
+        sent, the file is written here before returning.
+        """
+        path = Path(path)
+        self.paths.append(path)
+        self._start_lazily()
+        if self._proc is not None:
+            from nuinfer.io import temporary_path
+            tmp = temporary_path(path, pid=self._proc.pid)
+            job = self._next
+            self._next += 1
+            try:
+                self._conn.send((job, writer, args, kwargs, str(tmp), None))
+            except Exception as exc:  # noqa: BLE001 - not picklable or worker gone: write it here
+                if isinstance(exc, (BrokenPipeError, EOFError, ConnectionError)):
+                    self._stop(kill=True)
+            else:
+                self._pending[job] = (path, tmp)
+                return path
+        from nuinfer.io import atomic_target
+        with atomic_target(path) as tmp:
+            writer(*args, tmp, **kwargs)
         return path
 
     def submit_figure(self, fig, path) -> Path:

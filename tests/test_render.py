@@ -170,3 +170,50 @@ def test_forked_child_has_no_active_renderer(monkeypatch):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _dataset(n: int):
+    import xarray as xr
+    x = np.linspace(0.0, 1.0, n)
+    return xr.Dataset({"y": ("x", x**2, {"units": "1", "meta": {"a": [1, 2]}})}, coords={"x": x},
+                      attrs={"flag": True, "note": "beside"})
+
+
+def test_netcdf_written_beside_appears_at_finish_equal_to_a_direct_write(tmp_path):
+    """write_netcdf(..., beside=True): the worker writes it, the file appears at finish, and it
+    reopens equal to the same dataset written here; bad attributes are refused before any job."""
+    import xarray as xr
+
+    from nuinfer.exceptions import InvalidConfig
+    from nuinfer.io import write_netcdf
+    direct = write_netcdf(_dataset(30), tmp_path / "direct.nc")
+    with render.Renderer(parallel=True) as r, r.active():
+        p = write_netcdf(_dataset(30), tmp_path / "beside.nc", beside=True)
+        assert not p.exists() and r._pending  # written by the worker, placed at finish
+        bad = _dataset(3)
+        bad.attrs["obj"] = object()
+        with pytest.raises(InvalidConfig, match="obj"):
+            write_netcdf(bad, tmp_path / "bad.nc", beside=True)
+    assert p.exists() and not (tmp_path / "bad.nc").exists()
+    with xr.open_dataset(p) as a, xr.open_dataset(direct) as b:
+        xr.testing.assert_identical(a.load(), b.load())
+    q = write_netcdf(_dataset(30), tmp_path / "now.nc", beside=True)  # no active renderer: written at once
+    assert q.exists()
+    with render.Renderer(parallel=False) as r, r.active():  # no worker: written at once
+        s = write_netcdf(_dataset(30), tmp_path / "here.nc", beside=True)
+        assert s.exists()
+    assert _leftovers(tmp_path) == []
+
+
+def _failing_writer(tmp):
+    raise OSError("disk full")
+
+
+def test_failed_file_job_names_its_file(tmp_path):
+    r = render.Renderer(parallel=True)
+    r.submit_file(tmp_path / "bad.nc", _failing_writer)
+    r.submit(tmp_path / "ok.png", _line_figure, 10, title="ok")
+    with pytest.raises(NuinferError, match=r"bad\.nc: OSError: disk full"):
+        r.finish()
+    assert (tmp_path / "ok.png").exists() and not (tmp_path / "bad.nc").exists()
+    assert _leftovers(tmp_path) == []

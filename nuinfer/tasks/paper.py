@@ -330,7 +330,7 @@ def run_compare(analysis, vary, out, *, model=None, quiet=False, grid=None, plot
     stacked, results, rows = compare(ana, vary, model=model, grid=grid, quiet=quiet, cache=cache,
                                      scheduler=scheduler, n_workers=n_workers)
     out = Path(out)
-    write_netcdf(stacked, out)
+    write_netcdf(stacked, out, beside=True)
     csv, md = write_table(rows, out.with_name(out.stem + "_g90"))
     png = None
     if plot:
@@ -490,7 +490,7 @@ def _step_fig1(run: _Run) -> dict:
         ana = preset(f"fig1_{proc}")
         ds = spectrum_dataset(ana, fm=run.cache.forward_model(ana))
         p = run.outdir / f"fig1_{proc}.nc"
-        write_netcdf(ds, p)
+        write_netcdf(ds, p, beside=True)
         run.files.append(p)
         per = {}
         for mo in model_sorted(str(m) for m in ds["model"].values):
@@ -520,7 +520,7 @@ def _step_contours(run: _Run, fig_name: str) -> dict:
         ds.attrs.update(provenance_attrs(config=json.loads(ana.to_json())))
         ds.attrs.update(data_set=data_label(ana), calibration="asymptotic")
         p = run.outdir / f"{fig_name}_{proc}.nc"
-        write_netcdf(ds, p)
+        write_netcdf(ds, p, beside=True)
         run.files.append(p)
         for mo in mos:
             r = run.results[(proc, mo)]
@@ -627,7 +627,7 @@ def _real_scans(run: _Run, key: str, preset_name: str, models) -> dict:
     stacked.attrs.update(provenance_attrs(config=json.loads(json.dumps(cfg_json, default=str))))
     stacked.attrs.update(reuse_key=reuse_key, data_set=scans[models[0]].attrs.get("data_set", key),
                          calibration="asymptotic")
-    write_netcdf(stacked, out)
+    write_netcdf(stacked, out, beside=True)
     return scans, False
 
 
@@ -722,7 +722,7 @@ def _step_current(run: _Run) -> dict:
             coh_res = contour_results(coh) if coh else {}
             if coh:
                 p = run.outdir / "current_coherent_csi.nc"
-                write_netcdf(with_exclusion(stack_scans(coh), coh_res), p)
+                write_netcdf(with_exclusion(stack_scans(coh), coh_res), p, beside=True)
                 run.files.append(p)
                 sec["data_sets"]["coherent_csi"] = {
                     "label": "COHERENT CsI 2017 (Science 357, 1123)", "process": "cevns",
