@@ -1,5 +1,6 @@
 """Configuration validation: every bad input names its key path and how to fix it."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ def test_defaults_are_paper_preset():
     ({"process": "eves", "detector": {"quenching": "lindhard"}}, InvalidConfig, "detector.quenching"),
     ({"flux": {"override": {"8B": -1}}}, UnphysicalInput, "flux.override.8B"),
     ({"model": {"axial_form": "weird"}}, InvalidConfig, "model.axial_form"),
+    ({"statistics": {"sigma_sys": None}}, InvalidConfig, "statistics.sigma_sys"),  # null only where unset is allowed
 ])
 def test_bad_configs_name_the_key(raw, exc, key):
     with pytest.raises(exc) as info:
@@ -88,6 +90,9 @@ def test_presets_all_validate():
     for p in paths:  # xenon presets (floor and terrestrial presets: their own loaders and tests)
         a = config.load(p)
         assert a.models, p
+        # what a result file stores (config_json, nulls for settings left unset) loads back the same
+        again = config.load(json.loads(a.to_json()))
+        assert again.to_json() == a.to_json(), p
 
 
 def test_user_flux_table_and_override_reach_the_forward_model(tmp_path):

@@ -275,6 +275,20 @@ def test_file_layout_readable_by_xarray(small_run):
     np.testing.assert_allclose(ll + lprior, ss["lp"].values, rtol=1e-5, atol=1e-3)
 
 
+def test_plot_of_the_file_checks_the_prior_of_every_sampled_parameter(small_run, tmp_path):
+    """The file's stored analysis loads back (its unset posterior.a.sigma is stored as null), so
+    run_plot judges the prior dominance of a with its normal prior, as run_sample did."""
+    path, res = small_run
+    bayes._PLOT_MEMO.clear()  # from the file, not from run_sample's memory
+    tree = _tree(path)
+    names = json.loads(tree.attrs["sampled_variables"])
+    assert json.loads(tree.attrs["config_json"])["posterior"]["a"]["sigma"] is None
+    assert bayes._stored_parameters(tree, names) == bayes.parameters_from_config(config.load(_cfg()))
+    summ = bayes.run_plot(path, outdir=tmp_path)["summary"]
+    assert list(summ["prior_dominance"]) == names == ["log10_m_X", "log10_g_X", "a"]
+    assert summ["prior_dominance"] == json.loads(tree.attrs["prior_dominance"])
+
+
 def test_arviz_reads_the_file(small_run):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # arviz 0.x announces its 1.0 refactor

@@ -152,7 +152,7 @@ def test_report_reuse_matches_a_fresh_report():
               "a": rng.normal(0.0, 0.1, (8, 400))}
     full = mediator_parameters((-2.0, 2.0), (-8.0, -4.0), 0.1)
     first = bayes.posterior_report(chains, full)
-    fewer = full[:2]  # as run_plot reads a file whose config does not load (no prior for a)
+    fewer = full[:2]  # as run_plot reads a file with a foreign config (uniform priors from the attrs, none for a)
     for pars, ns in ((fewer, 20), (full, 20), (fewer, 7)):
         fresh = bayes.posterior_report(chains, pars, n_slices=ns)
         reused = bayes.posterior_report(chains, pars, n_slices=ns, _reuse=(first, full, 20, 0.9))

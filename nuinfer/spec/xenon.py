@@ -150,9 +150,12 @@ def _typename(t) -> str:
             dict: "table"}.get(t, str(t))
 
 
-def _check(data: dict, schema: dict, path: str = "") -> None:
+def _check(data: dict, schema: dict, path: str = "", defaults: dict | None = None) -> None:
+    """Keys and types of ``data`` against ``schema``; a null (JSON, as :meth:`Analysis.to_json`
+    writes a setting left unset) is accepted where the default in ``defaults`` is null too."""
     if not isinstance(data, dict):
         raise InvalidConfig(f"expected a table, got {type(data).__name__}", key=path or "<root>")
+    defaults = defaults if isinstance(defaults, dict) else {}
     for key, val in data.items():
         kp = f"{path}.{key}" if path else key
         if key not in schema:
@@ -161,7 +164,9 @@ def _check(data: dict, schema: dict, path: str = "") -> None:
             raise UnknownKey(f"unknown key{hint}; allowed here: {', '.join(sorted(schema))}", key=kp)
         spec = schema[key]
         if isinstance(spec, dict):
-            _check(val, spec, kp)
+            _check(val, spec, kp, defaults.get(key))
+            continue
+        if val is None and key in defaults and defaults[key] is None:
             continue
         types = spec if isinstance(spec, tuple) else (spec,)
         if isinstance(val, bool) and bool not in types:
@@ -216,7 +221,7 @@ def _range(d: dict, path: str):
 
 def validate(raw: dict) -> dict:
     """Check a raw config mapping and return it merged with defaults (a plain dict)."""
-    _check(raw, SCHEMA)
+    _check(raw, SCHEMA, defaults=DEFAULTS)
     cfg = _merge(DEFAULTS, raw)
     if "hi" not in cfg["binning"]:
         cfg["binning"]["hi"] = 100.0 if cfg["process"] == "cevns" else 1e4
