@@ -28,7 +28,7 @@ from pathlib import Path
 
 from nuinfer.exceptions import NuinferError
 
-__all__ = ["Renderer", "current", "parallel_default"]
+__all__ = ["Renderer", "current", "draw", "parallel_default"]
 
 _ENV = "NUINFER_PARALLEL_FIGURES"
 
@@ -72,6 +72,19 @@ _PRELOAD = ("xarray", "nuinfer.tasks.contours")
 def current():
     """The renderer made active by :meth:`Renderer.active` (None outside such a block)."""
     return _CURRENT
+
+
+def draw(path, fn, *args, **kwargs) -> Path:
+    """Draw the figure ``fn(*args, **kwargs)`` to ``path``: built and drawn by the active
+    renderer's worker when there is one (the caller then needs neither matplotlib nor the time to
+    build the figure; the file appears when the renderer finishes), else built and saved here
+    (:func:`nuinfer.plotting.save`).  ``fn``: a module-level function returning a Figure, defined
+    in a module that imports matplotlib only inside its functions."""
+    r = current()
+    if r is not None:
+        return r.submit(path, fn, *args, **kwargs)
+    from nuinfer.plotting import save
+    return save(fn(*args, **kwargs), path)
 
 
 class _Pickled:

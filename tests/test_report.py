@@ -116,3 +116,16 @@ def test_paper_module_imports_no_heavy_modules():
             "print(','.join(m for m in ('matplotlib', 'xarray', 'scipy.stats') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_figures_are_built_by_the_worker_not_the_command(tmp_path):
+    """Where figures are drawn beside (render.parallel_default), reproduce builds none of them in
+    its own process: matplotlib is never imported there, the figure files appear all the same."""
+    code = ("import sys, nuinfer.cli; from nuinfer import render; from nuinfer.tasks import paper; "
+            f"paper.reproduce({str(tmp_path)!r}, quick=True, quiet=True, only=['fig4']); "
+            "print(render.parallel_default(), 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "OPENBLAS_NUM_THREADS": "1"})
+    parallel, imported = out.stdout.split()
+    assert imported == ("False" if parallel == "True" else "True")
+    assert (tmp_path / "fig4.png").stat().st_size > 10_000 and (tmp_path / "fig4_eves.nc").exists()

@@ -781,13 +781,75 @@ def _plot_data(tree: xr.DataTree, path: Path) -> dict:
     }
 
 
-def _plot(data: dict, path: Path, stem: Path, n_slices: int) -> dict:
-    """Figures, tables and summary of :func:`run_plot` from :func:`_plot_data` output."""
+def _corner_figure(samples, boxes, labels, quantile_values, titles, model):
+    """The corner plot of :func:`run_plot` (a figure job: module level, picklable arguments)."""
     import corner
+    fig = corner.corner(samples, bins=30, range=boxes, labels=labels, levels=(0.68, 0.9),
+                        quantiles=(), show_titles=False, plot_datapoints=False, fill_contours=True, smooth=0.8)
+    nd = len(labels)
+    for i, (qs, title) in enumerate(zip(quantile_values, titles)):
+        ax = fig.axes[i * (nd + 1)]
+        for q in qs:
+            ax.axvline(q, ls="--", color="k", lw=1)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"{model}: posterior (levels 68%, 90%; titles: median and 5-95%)", y=1.02)
+    return fig
+
+
+def _freq_surface(freq: xr.Dataset | None) -> dict | None:
+    """What the mass-coupling figure draws of the stored frequentist scan (plain arrays)."""
+    if freq is None:
+        return None
+    var = str(freq.attrs.get("statistic_variable", "delta_chi2"))
+    d = freq[var].transpose("m_X", "g_X").values
+    d = np.where(np.isfinite(d), d, np.nanmax(np.where(np.isfinite(d), d, np.nan)))
+    return {"m_X": freq["m_X"].values, "g_X": freq["g_X"].values, "delta": d,
+            "threshold": float(freq.attrs["threshold"]), "cl": float(freq.attrs["cl"]),
+            "ndof": int(freq.attrs["ndof"])}
+
+
+def _mass_coupling_figure(log_m, log_g, box_m, box_g, m_center, g_upper, freq, model, data_txt):
+    """The (m_X, g_X) marginal of :func:`run_plot` with the credible limits per mass slice and the
+    frequentist contour (``freq`` from :func:`_freq_surface`) (a figure job)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    H, xe, ye = np.histogram2d(log_m, log_g, bins=50, range=[box_m, box_g])
+    mesh = ax.pcolormesh(10.0 ** xe, 10.0 ** ye, np.where(H > 0, H, np.nan).T, cmap="Greys",
+                         shading="flat")
+    cbar = fig.colorbar(mesh, ax=ax, pad=0.02, fraction=0.05)
+    cbar.set_label("posterior samples per bin (50 x 50 in log10)", fontsize=8)
+    handles = [Line2D([], [], color="0.5", lw=6, alpha=0.5, label="posterior samples (2-D histogram)")]
+    ok = np.isfinite(g_upper)
+    if ok.any():
+        ax.plot(m_center[ok], g_upper[ok], "o-", color="tab:green", ms=3, lw=1.2)
+        handles.append(Line2D([], [], color="tab:green", marker="o", ms=3,
+                              label="90% credible upper limit per mass slice"))
+    if freq is not None:
+        ax.contour(freq["m_X"], freq["g_X"], freq["delta"].T, levels=[freq["threshold"]], colors=["tab:red"],
+                   linewidths=1.6)
+        handles.append(Line2D([], [], color="tab:red",
+                              label=f"frequentist {100 * freq['cl']:g}% CL ($\\Delta\\chi^2$ = "
+                                    f"{freq['threshold']:.2f}, {freq['ndof']} dof)"))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(10.0 ** box_m[0], 10.0 ** box_m[1])
+    ax.set_ylim(10.0 ** box_g[0], 10.0 ** box_g[1])
+    ax.set_xlabel(r"$m_X$ [MeV]")
+    ax.set_ylabel(r"$g_X$")
+    ax.set_title(f"{model}: posterior of ($m_X$, $g_X$) vs frequentist contour\n"
+                 f"{data_txt}; frequentist threshold asymptotic (Wilks)", fontsize=9)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2,
+              frameon=False)
+    ax.grid(alpha=0.3, which="both", lw=0.3)
+    return fig
 
-    from nuinfer.plotting import save
+
+def _plot(data: dict, path: Path, stem: Path, n_slices: int) -> dict:
+    """Figures, tables and summary of :func:`run_plot` from :func:`_plot_data` output (the two
+    figures are built by :func:`_corner_figure` and :func:`_mass_coupling_figure`, drawn by the
+    active renderer's worker when there is one)."""
+    from nuinfer.render import draw
 
     names, chains, var_attrs = data["names"], data["chains"], data["var_attrs"]
     root, ss_attrs, freq, pars = data["root_attrs"], data["ss_attrs"], data["freq"], data["pars"]
@@ -812,22 +874,12 @@ def _plot(data: dict, path: Path, stem: Path, n_slices: int) -> dict:
 
     # corner plot: quantile lines and "median and 5-95%" titles only where the data, not the prior,
     # speak (nuinfer.tasks.posterior.corner_annotations decides, per parameter)
-    fig = corner.corner(samples, bins=30, range=boxes, labels=labels, levels=(0.68, 0.9),
-                        quantiles=(), show_titles=False, plot_datapoints=False, fill_contours=True, smooth=0.8)
     ann = _post.corner_annotations(summ, dom, labels=dict(zip(names, labels)))
-    nd = len(names)
-    titles = {}
-    for i, n in enumerate(names):
-        ax = fig.axes[i * (nd + 1)]
-        for q in ann[n]["quantile_values"]:
-            ax.axvline(q, ls="--", color="k", lw=1)
-        titles[n] = ann[n]["title"]
-        ax.set_title(titles[n], fontsize=9)
-    fig.suptitle(f"{model}: posterior (levels 68%, 90%; titles: median and 5-95%)", y=1.02)
-    p_corner = save(fig, stem.with_name(stem.name + "_corner.png"))
+    titles = {n: ann[n]["title"] for n in names}
+    p_corner = draw(stem.with_name(stem.name + "_corner.png"), _corner_figure, samples, boxes, labels,
+                    [list(ann[n]["quantile_values"]) for n in names], [titles[n] for n in names], model)
 
     # credible upper limits per mass slice
-    im, ig = names.index("log10_m_X"), names.index("log10_g_X")
     tab = report["credible_limits"]
     fg = _freq_g90_at(freq, tab["m_center"])
     if freq is not None:
@@ -843,44 +895,15 @@ def _plot(data: dict, path: Path, stem: Path, n_slices: int) -> dict:
     p_csv, p_md = _write_tables(stem, tab, fg, meta)
 
     # (m_X, g_X) marginal
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    H, xe, ye = np.histogram2d(samples[:, im], samples[:, ig], bins=50, range=[boxes[im], boxes[ig]])
-    mesh = ax.pcolormesh(10.0 ** xe, 10.0 ** ye, np.where(H > 0, H, np.nan).T, cmap="Greys",
-                         shading="flat")
-    cbar = fig.colorbar(mesh, ax=ax, pad=0.02, fraction=0.05)
-    cbar.set_label("posterior samples per bin (50 x 50 in log10)", fontsize=8)
-    handles = [Line2D([], [], color="0.5", lw=6, alpha=0.5, label="posterior samples (2-D histogram)")]
-    ok = np.isfinite(tab["g_upper"])
-    if ok.any():
-        ax.plot(tab["m_center"][ok], tab["g_upper"][ok], "o-", color="tab:green", ms=3, lw=1.2)
-        handles.append(Line2D([], [], color="tab:green", marker="o", ms=3,
-                              label="90% credible upper limit per mass slice"))
-    if freq is not None:
-        var = str(freq.attrs.get("statistic_variable", "delta_chi2"))
-        d = freq[var].transpose("m_X", "g_X").values
-        d = np.where(np.isfinite(d), d, np.nanmax(np.where(np.isfinite(d), d, np.nan)))
-        ax.contour(freq["m_X"].values, freq["g_X"].values, d.T, levels=[thr], colors=["tab:red"],
-                   linewidths=1.6)
-        handles.append(Line2D([], [], color="tab:red",
-                              label=f"frequentist {100 * cl:g}% CL ($\\Delta\\chi^2$ = {thr:.2f}, "
-                                    f"{ndof} dof)"))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(10.0 ** boxes[im][0], 10.0 ** boxes[im][1])
-    ax.set_ylim(10.0 ** boxes[ig][0], 10.0 ** boxes[ig][1])
-    ax.set_xlabel(r"$m_X$ [MeV]")
-    ax.set_ylabel(r"$g_X$")
+    im, ig = names.index("log10_m_X"), names.index("log10_g_X")
     try:
         obs = json.loads(root.get("config_json", "{}")).get("statistics", {}).get("data", "asimov")
     except ValueError:
         obs = "asimov"
     data_txt = "Asimov SM data" if obs == "asimov" else f"observed counts {Path(str(obs)).name}"
-    ax.set_title(f"{model}: posterior of ($m_X$, $g_X$) vs frequentist contour\n"
-                 f"{data_txt}; frequentist threshold asymptotic (Wilks)", fontsize=9)
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2,
-              frameon=False)
-    ax.grid(alpha=0.3, which="both", lw=0.3)
-    p_mg = save(fig, stem.with_name(stem.name + "_mass_coupling.png"))
+    p_mg = draw(stem.with_name(stem.name + "_mass_coupling.png"), _mass_coupling_figure,
+                samples[:, im], samples[:, ig], boxes[im], boxes[ig], tab["m_center"], tab["g_upper"],
+                _freq_surface(freq), model, data_txt)
 
     summary = {
         "model": model,

@@ -306,6 +306,12 @@ def write_table(rows: list[dict], stem: Path) -> tuple[Path, Path]:
     return p1, p2
 
 
+def _comparison_figure(results: dict, rows: list, note: str, process: str, model: str):
+    """The figure of :func:`run_compare` (a figure job)."""
+    from nuinfer.plotting import PROCESS_LABEL
+    return plot_comparison(results, rows, note=note, title=f"{PROCESS_LABEL[process]}, {model}: systematic assumptions")
+
+
 def plot_comparison(results: dict, rows: list, *, title: str, note: str):
     """Scenario overlay: distinct (colour, dash) per scenario, the baseline black and on top."""
     from nuinfer.plotting import BASELINE_STYLE, SCENARIO_STYLES, legend_figure, plot_contours
@@ -325,7 +331,7 @@ def plot_comparison(results: dict, rows: list, *, title: str, note: str):
 def run_compare(analysis, vary, out, *, model=None, quiet=False, grid=None, plot=True, cache=None, scheduler=None,
                 n_workers=None):
     from nuinfer.io import write_netcdf
-    from nuinfer.plotting import PROCESS_LABEL, save
+    from nuinfer.render import draw
     ana = _analysis(analysis)
     stacked, results, rows = compare(ana, vary, model=model, grid=grid, quiet=quiet, cache=cache,
                                      scheduler=scheduler, n_workers=n_workers)
@@ -337,9 +343,8 @@ def run_compare(analysis, vary, out, *, model=None, quiet=False, grid=None, plot
         base = results["baseline"]
         note = (f"baseline: {stacked.attrs['data_set']}\n{100 * base.cl:g}% CL, asymptotic (Wilks), "
                 f"{base.ndof} dof")
-        fig = plot_comparison(results, rows, note=note,
-                              title=f"{PROCESS_LABEL[ana.process]}, {stacked.attrs['model']}: systematic assumptions")
-        png = save(fig, out.with_suffix(".png"))
+        png = draw(out.with_suffix(".png"), _comparison_figure, results, rows, note, ana.process,
+                   stacked.attrs["model"])
     return {"output": str(out), "plot": str(png) if png else None, "table_csv": str(csv), "table_md": str(md),
             "scenarios": [r["scenario"] for r in rows], "ratio_definition": RATIO_DEFINITION, "g90": rows}
 
@@ -483,10 +488,10 @@ def _setup_section(run: _Run) -> dict:
 
 def _step_fig1(run: _Run) -> dict:
     from nuinfer.io import write_netcdf
-    from nuinfer.plotting import PROCESS_LABEL, legend_figure, plot_spectra, save
-    fig, axes = legend_figure(2, legend_width=1.55)
+    from nuinfer.render import draw
     sec = {"figure": "fig1.png", "benchmark": {}}
-    for ax, proc in zip(axes, ("cevns", "eves")):
+    panels = []
+    for proc in ("cevns", "eves"):
         ana = preset(f"fig1_{proc}")
         ds = spectrum_dataset(ana, fm=run.cache.forward_model(ana))
         p = run.outdir / f"fig1_{proc}.nc"
@@ -501,15 +506,26 @@ def _step_fig1(run: _Run) -> dict:
         sec["benchmark"][proc] = {"g_X": g, "m_X_MeV": m, "models": list(per),
                                   "total_counts": {mo: float(v["total"].sum()) for mo, v in per.items()},
                                   "sm_total_counts": float(ds["total"].sum())}
-        plot_spectra(ds, per, ax=ax, title=f"{PROCESS_LABEL[proc]}: $g_X^2$ = {g * g:.0e}, $m_X$ = {m:g} MeV, "
-                                           f"{ana.cfg['exposure_tonne_year']:g} t yr")
-    run.files.append(save(fig, run.outdir / "fig1.png"))
+        panels.append((proc, ds, per, ana.cfg["exposure_tonne_year"]))
+    run.files.append(draw(run.outdir / "fig1.png", _fig1_figure, panels))
     return sec
+
+
+def _fig1_figure(panels):
+    """Fig. 1 from (process, spectrum dataset, per-model totals, exposure) panels (a figure job:
+    module level, picklable arguments, matplotlib imported here)."""
+    from nuinfer.plotting import PROCESS_LABEL, legend_figure, plot_spectra
+    fig, axes = legend_figure(2, legend_width=1.55)
+    for ax, (proc, ds, per, exposure) in zip(axes, panels):
+        g, m = ds.attrs["g_X"], ds.attrs["m_X_MeV"]
+        plot_spectra(ds, per, ax=ax, title=f"{PROCESS_LABEL[proc]}: $g_X^2$ = {g * g:.0e}, $m_X$ = {m:g} MeV, "
+                                           f"{exposure:g} t yr")
+    return fig
 
 
 def _step_contours(run: _Run, fig_name: str) -> dict:
     from nuinfer.io import provenance_attrs, write_netcdf
-    from nuinfer.plotting import MODEL_LABEL, PROCESS_LABEL, legend_figure, plot_contours, save
+    from nuinfer.render import draw
     sec = {"figure": f"{fig_name}.png", "limits": {}, "curves": {}}
     anas = {}
     for proc in ("cevns", "eves"):
@@ -529,19 +545,26 @@ def _step_contours(run: _Run, fig_name: str) -> dict:
         sec["threshold"] = float(run.scans[(proc, mos[0])].attrs["threshold"])
         sec["grid"] = [ana.cfg["scan"]["m_X_MeV"]["n"], ana.cfg["scan"]["g_X"]["n"]]
     note = calibration_note(run.scans[("cevns", _PANEL_MODELS[fig_name][0])], data_label(anas["cevns"]))
+    curves = {proc: {mo: run.results[(proc, mo)] for mo in model_sorted(anas[proc].models)}
+              for proc in ("cevns", "eves")}
+    run.files.append(draw(run.outdir / f"{fig_name}.png", _contours_figure, fig_name, curves, note))
+    return sec
+
+
+def _contours_figure(fig_name: str, curves: dict, note: str):
+    """Fig. 2, 3 or 4 from ``{process: {model: ContourResult}}`` (a figure job)."""
+    from nuinfer.plotting import MODEL_LABEL, PROCESS_LABEL, legend_figure, plot_contours
     fig, axes = legend_figure(2, legend_width=2.3)
     if fig_name == "fig2":
         for ax, proc in zip(axes, ("cevns", "eves")):
-            mos = model_sorted(anas[proc].models)
-            plot_contours({mo: run.results[(proc, mo)] for mo in mos}, ax=ax, title=PROCESS_LABEL[proc], note=note)
+            plot_contours(curves[proc], ax=ax, title=PROCESS_LABEL[proc], note=note)
     else:
         for ax, mo in zip(axes, _PANEL_MODELS[fig_name]):
             name = {"V": "universal vector", "S": "scalar"}.get(mo, MODEL_LABEL.get(mo, mo))
-            plot_contours({"cevns": run.results[("cevns", mo)], "eves": run.results[("eves", mo)]}, ax=ax,
+            plot_contours({"cevns": curves["cevns"][mo], "eves": curves["eves"][mo]}, ax=ax,
                           title=name, note=note, labels={"cevns": r"CE$\nu$NS", "eves": r"E$\nu$ES"},
                           styles={"cevns": {"color": "tab:blue"}, "eves": {"color": "tab:red", "ls": "--"}})
-    run.files.append(save(fig, run.outdir / f"{fig_name}.png"))
-    return sec
+    return fig
 
 
 def _step_systematics(run: _Run) -> dict:
@@ -687,7 +710,7 @@ def start_prefetch(run: _Run):
 
 def _step_current(run: _Run) -> dict:
     from nuinfer.io import write_netcdf
-    from nuinfer.plotting import MODEL_LABEL, PROCESS_LABEL, legend_figure, plot_contours, save
+    from nuinfer.render import draw
     for fig in ("fig2", "fig3", "fig4"):
         for proc in ("cevns", "eves"):
             run.contour_scans(fig, proc)
@@ -733,42 +756,54 @@ def _step_current(run: _Run) -> dict:
             if note:
                 sec["notes"].append(note)
         label, res, _ = real[proc]
-        ncols = min(4, len(models) + 1)
-        nrows = -(-(len(models) + 1) // ncols)
-        fig, axes = legend_figure(ncols, nrows, panel=(3.3, 2.8), legend_width=0.15, top=0.5, bottom=0.55,
-                                  suptitle=f"{PROCESS_LABEL[proc]}: current data (90% CL, asymptotic) over the "
-                                           f"paper's 1 t yr projections")
-        handles = None
-        for ax in axes[len(models) + 1:]:
-            ax.axis("off")
-        for ax, mo in zip(axes, models):
-            curves = {"projection": run.results[(proc, mo)], "data": res[mo]}
-            styles = {"projection": {"color": "k", "ls": "--", "lw": 1.3},
-                      "data": {"color": "tab:red", "lw": 1.8, "zorder": 4}}
-            labels = {"projection": "projection: Asimov SM data, 1 t yr (paper set-up)", "data": label}
-            if proc == "cevns" and mo in coh_res:
-                curves["coherent"] = coh_res[mo]
-                styles["coherent"] = {"color": "tab:blue", "lw": 1.6, "zorder": 3}
-                labels["coherent"] = "COHERENT CsI 2017 (package fit, user data)"
-            plot_contours(curves, ax=ax, styles=styles, labels=labels, legend="none",
-                          title=MODEL_LABEL.get(mo, mo))
-            ax.set_xlim(1e-2, 1e4)
-            ax.set_ylim(1e-8, 1.0)
-            h = [__import__("matplotlib").lines.Line2D([], [], color=styles[k]["color"], ls=styles[k].get("ls", "-"),
-                                                       lw=styles[k]["lw"], label=labels[k]) for k in curves]
-            if handles is None or len(h) > len(handles):
-                handles = h
-        leg_ax = axes[len(models)]
-        leg_ax.axis("off")
-        leg_ax.legend(handles=handles, loc="center left", fontsize=7, frameon=False,
-                        title="90% CL excluded above each curve;\nthresholds from Wilks' theorem",
-                        title_fontsize=7, alignment="left")
-        if note and proc == "cevns":
-            leg_ax.text(0.0, 0.05, note, fontsize=6, wrap=True, transform=leg_ax.transAxes)
-        png = save(fig, run.outdir / f"current_{proc}.png")
+        projections = {mo: run.results[(proc, mo)] for mo in models}
+        png = draw(run.outdir / f"current_{proc}.png", _current_figure, proc, models, label, res, projections,
+                   coh_res if proc == "cevns" else {}, note if proc == "cevns" else None)
         run.files.append(png)
     sec["figures"] += ["current_cevns.png", "current_eves.png"]
     return sec
+
+
+def _current_figure(proc: str, models: list, label: str, res: dict, projections: dict, coherent: dict,
+                    note: str | None):
+    """The current-data figure of one process: per model the real-data limit over the projection
+    (and the COHERENT CsI limit for CEvNS) (a figure job)."""
+    from matplotlib.lines import Line2D
+
+    from nuinfer.plotting import MODEL_LABEL, PROCESS_LABEL, legend_figure, plot_contours
+    ncols = min(4, len(models) + 1)
+    nrows = -(-(len(models) + 1) // ncols)
+    fig, axes = legend_figure(ncols, nrows, panel=(3.3, 2.8), legend_width=0.15, top=0.5, bottom=0.55,
+                              suptitle=f"{PROCESS_LABEL[proc]}: current data (90% CL, asymptotic) over the "
+                                       f"paper's 1 t yr projections")
+    handles = None
+    for ax in axes[len(models) + 1:]:
+        ax.axis("off")
+    for ax, mo in zip(axes, models):
+        curves = {"projection": projections[mo], "data": res[mo]}
+        styles = {"projection": {"color": "k", "ls": "--", "lw": 1.3},
+                  "data": {"color": "tab:red", "lw": 1.8, "zorder": 4}}
+        labels = {"projection": "projection: Asimov SM data, 1 t yr (paper set-up)", "data": label}
+        if mo in coherent:
+            curves["coherent"] = coherent[mo]
+            styles["coherent"] = {"color": "tab:blue", "lw": 1.6, "zorder": 3}
+            labels["coherent"] = "COHERENT CsI 2017 (package fit, user data)"
+        plot_contours(curves, ax=ax, styles=styles, labels=labels, legend="none",
+                      title=MODEL_LABEL.get(mo, mo))
+        ax.set_xlim(1e-2, 1e4)
+        ax.set_ylim(1e-8, 1.0)
+        h = [Line2D([], [], color=styles[k]["color"], ls=styles[k].get("ls", "-"), lw=styles[k]["lw"],
+                    label=labels[k]) for k in curves]
+        if handles is None or len(h) > len(handles):
+            handles = h
+    leg_ax = axes[len(models)]
+    leg_ax.axis("off")
+    leg_ax.legend(handles=handles, loc="center left", fontsize=7, frameon=False,
+                  title="90% CL excluded above each curve;\nthresholds from Wilks' theorem",
+                  title_fontsize=7, alignment="left")
+    if note:
+        leg_ax.text(0.0, 0.05, note, fontsize=6, wrap=True, transform=leg_ax.transAxes)
+    return fig
 
 
 _STEP_FUNCS = {"fig1": _step_fig1, "fig2": lambda r: _step_contours(r, "fig2"),
