@@ -338,13 +338,14 @@ print("ok")
     assert r.stdout.strip().endswith("ok")
 
 
-def test_every_option_has_a_help_text_and_reproduce_lists_every_step():
+def test_every_option_has_a_help_text_every_command_takes_q_and_reproduce_lists_every_step():
     import argparse
 
     from nuinfer.cli import build_parser
     from nuinfer.tasks.paper import STEPS
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name, sp in sub.choices.items():
+        assert "-q" in {o for a in sp._actions for o in a.option_strings}, f"{name} does not take -q"
         for act in sp._actions:
             if not isinstance(act, argparse._HelpAction):
                 assert act.help and act.help.strip(), f"{name} {act.option_strings or act.dest} has no help"

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("inspect", help="validate an analysis file; print its set-up, SM counts and supported tasks")
     sp.add_argument("analysis", help=ana_help)
     sp.add_argument("--data-dir", metavar="DIR", help="folder of user data files (terrestrial analyses)")
+    sp.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress output on stderr (inspect prints none; accepted like every command)")
     sp.set_defaults(func=c.cmd_inspect)
 
     sp = sub.add_parser("spectrum", help="SM and new-physics binned spectra (NetCDF + plot)")
@@ -106,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("plot", help="corner plot and credible limits of a posterior file")
     sp.add_argument("posterior", help="posterior NetCDF written by `nuinfer sample`")
     sp.add_argument("--outdir", help="folder for the figures (default: next to the file)")
+    sp.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress output on stderr (plot prints none; accepted like every command)")
     sp.set_defaults(func=c.cmd_plot)
 
     sp = sub.add_parser("compare", help="limits under several systematic assumptions, stacked along `scenario`")
