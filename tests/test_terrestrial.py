@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+import xarray as xr
 from scipy.integrate import quad
 
 from nuinfer.physics.detector import Binning, Detector, Quenching, lindhard_k
@@ -230,6 +231,19 @@ def test_dresden_asimov_workflow_per_quenching_choice(tmp_path):
     w = {k: np.diff(v["sin2w"]["interval_1sigma"])[0] for k, v in s["variants"].items()}
     assert s["variants"]["user_table"]["sm_total"] > s["variants"]["lindhard"]["sm_total"]
     assert w["user_table"] < w["lindhard"]
+    # the file's (mass, coupling) groups hold g90 and the excluded intervals, as every result file
+    from nuinfer.tasks.xenon import g90_table
+    with xr.open_datatree(tmp_path / "d.nc") as tree:
+        for vname, v in s["variants"].items():
+            g = tree[f"{vname}/dipole"].to_dataset().load()
+            assert {"g90", "g90_status", "interval_g_lo", "interval_g_hi", "contour_m_X"} <= set(g.data_vars)
+            ok = g["g90_status"].values != 1
+            assert ok.any() and np.all(g["g90"].values[ok] > 0) and np.all(g["g90"].values[~ok] == 0)
+            first = g["interval_start"].values[ok]
+            np.testing.assert_array_equal(g["interval_g_lo"].values[first], g["g90"].values[ok])
+            table = g90_table(g[["g90", "g90_status"]], [float(k) for k in v["dipole"]["g90"]])
+            assert table == v["dipole"]["g90"]  # the summary's limits are the file's
+            assert "sin2w" in tree[vname].children and "g90" not in tree[f"{vname}/sin2w"]
 
 
 def test_ngi_posterior_path_evaluates():

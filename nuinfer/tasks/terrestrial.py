@@ -24,6 +24,7 @@ import xarray as xr
 from nuinfer.spec import terrestrial as tcfg
 from nuinfer.tasks import datafit as df
 from nuinfer.io import provenance_attrs, write_netcdf
+from nuinfer.tasks.xenon import with_limits
 
 #: masses at which limits are tabulated in summaries [MeV]
 REFERENCE_MASSES_MEV = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -249,6 +250,8 @@ def run_fit(analysis, out, *, overrides=None, data_dir=None, tasks=None, plot: b
         allres[vname] = res
         summary["variants"][vname] = _summary(va, res)
         for k, ds in res.items():
+            if "m_X" in ds.dims and "g_X" in ds.dims:  # (mass, coupling) surfaces: with g90 and the intervals
+                ds = with_limits(ds)
             groups[f"/{vname}/{k}"] = ds
     fr = full_range_prediction(ana)
     if fr:

@@ -211,6 +211,17 @@ def with_exclusion(stacked, results: dict, dim: str = "model"):
     return ds
 
 
+def with_limits(scan_ds, result=None):
+    """One (m_X, g_X) scan dataset plus the g90 and the excluded intervals and boundary lines of
+    its contour (the variables of :meth:`ContourResult.to_dataset`; ``result`` default: the plain
+    grid contour of ``scan_ds``), for a result file holding a single surface."""
+    from nuinfer.tasks.contours import contour
+    ex = (result if result is not None else contour(scan_ds)).to_dataset()
+    keep = scan_ds.drop_vars([v for v in ex.data_vars if v in scan_ds.data_vars])
+    return keep.merge(ex.drop_vars([c for c in ex.coords if c in keep.coords]), compat="override",
+                      combine_attrs="override")
+
+
 def contour_results(scans: dict, refine: dict | None = None) -> dict:
     from nuinfer.tasks.contours import contour
     return {k: contour(s, refine=(refine or {}).get(k)) for k, s in scans.items()}
