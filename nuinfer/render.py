@@ -208,26 +208,10 @@ class Renderer:
         without a worker the figure is drawn and saved before returning.
         """
         path = Path(path)
-        fmt = path.suffix.lstrip(".") or "png"
         self.paths.append(path)
-        self._start_lazily()
-        if self._proc is None:
+        if not self._send(path, fn, args, kwargs, path.suffix.lstrip(".") or "png"):
             from nuinfer.plotting import save
             save(_figure(fn, args, kwargs), path)
-            return path
-        from nuinfer.io import temporary_path
-        tmp = temporary_path(path, pid=self._proc.pid)
-        job = self._next
-        self._next += 1
-        try:
-            self._conn.send((job, fn, args, kwargs, str(tmp), fmt))
-        except Exception as exc:  # noqa: BLE001 - not picklable or worker gone: draw it here
-            if isinstance(exc, (BrokenPipeError, EOFError, ConnectionError)):
-                self._stop(kill=True)
-            from nuinfer.plotting import save
-            save(_figure(fn, args, kwargs), path)
-            return path
-        self._pending[job] = (path, tmp)
         return path
 
     def submit_file(self, path, writer, *args, **kwargs) -> Path:
@@ -240,24 +224,30 @@ class Renderer:
         """
         path = Path(path)
         self.paths.append(path)
-        self._start_lazily()
-        if self._proc is not None:
-            from nuinfer.io import temporary_path
-            tmp = temporary_path(path, pid=self._proc.pid)
-            job = self._next
-            self._next += 1
-            try:
-                self._conn.send((job, writer, args, kwargs, str(tmp), None))
-            except Exception as exc:  # noqa: BLE001 - not picklable or worker gone: write it here
-                if isinstance(exc, (BrokenPipeError, EOFError, ConnectionError)):
-                    self._stop(kill=True)
-            else:
-                self._pending[job] = (path, tmp)
-                return path
-        from nuinfer.io import atomic_target
-        with atomic_target(path) as tmp:
-            writer(*args, tmp, **kwargs)
+        if not self._send(path, writer, args, kwargs, None):
+            from nuinfer.io import atomic_target
+            with atomic_target(path) as tmp:
+                writer(*args, tmp, **kwargs)
         return path
+
+    def _send(self, path: Path, fn, args, kwargs, fmt) -> bool:
+        """Send a job to the worker (``fmt`` None: a file job); False when there is no worker or
+        the job cannot be sent (not picklable, worker gone), i.e. the caller must do it here."""
+        self._start_lazily()
+        if self._proc is None:
+            return False
+        from nuinfer.io import temporary_path
+        tmp = temporary_path(path, pid=self._proc.pid)
+        job = self._next
+        self._next += 1
+        try:
+            self._conn.send((job, fn, args, kwargs, str(tmp), fmt))
+        except Exception as exc:  # noqa: BLE001 - not picklable or worker gone: done by the caller
+            if isinstance(exc, (BrokenPipeError, EOFError, ConnectionError)):
+                self._stop(kill=True)
+            return False
+        self._pending[job] = (path, tmp)
+        return True
 
     def submit_figure(self, fig, path) -> Path:
         """Draw an already built figure to ``path`` (pickled to the worker; closed here at once)."""
