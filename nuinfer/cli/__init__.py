@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
     sp.set_defaults(func=c.cmd_review_figures)
 
-    sp = sub.add_parser("reproduce", help="the whole paper: Figs. 1-4, systematics, a posterior, report")
+    sp = sub.add_parser("reproduce", help="the whole paper: Figs. 1-4, systematics, a posterior, limits from "
+                                          "current data, report")
     sp.add_argument("--outdir", default="outputs", help="output folder (default outputs/)")
     sp.add_argument("--quick", action="store_true", help="coarse grids and a short chain")
     sp.add_argument("--only", action="append", metavar="STEPS",
