@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("reproduce", help="the whole paper: Figs. 1-4, systematics, a posterior, limits from "
                                           "current data, report")
     sp.add_argument("--outdir", default="outputs", help="output folder (default outputs/)")
-    sp.add_argument("--quick", action="store_true", help="coarse grids and a short chain")
+    sp.add_argument("--quick", action="store_true",
+                    help="a fast check: coarse grids, a short chain, the systematics of V only and real-data "
+                         "scans of S and V only")
     sp.add_argument("--only", action="append", metavar="STEPS",
                     help="run only these steps, a comma list or repeated (fig1, fig2, fig3, fig4, systematics, "
                          "bayes, current); the report keeps the other sections of an earlier run")
