@@ -26,18 +26,16 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import sys
-import time
 from typing import Any, Callable
 
 import numpy as np
 
 from nuinfer.exceptions import InvalidConfig
+from nuinfer.progress import Progress
 
 __all__ = ["SCHEDULERS", "chunk_slices", "check_scheduler", "check_seed", "map_tasks",
            "run_chunks"]
 
-log = logging.getLogger(__name__)
 
 #: Named schedulers (besides ``"tcp://..."`` addresses and ``Client`` instances).
 SCHEDULERS = ("inprocess", "local", "local-threads")
@@ -104,40 +102,6 @@ def chunk_slices(n_items: int, chunk_size: int) -> list[range]:
     n_items = _check_positive_int(n_items, "n_items")
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
     return [range(s, min(s + chunk_size, n_items)) for s in range(0, n_items, chunk_size)]
-
-
-# --------------------------------------------------------------------------------------------
-# progress
-# --------------------------------------------------------------------------------------------
-class _Progress:
-    """Plain progress lines "done k/n chunks, elapsed s" (stderr) or a user callback."""
-
-    def __init__(self, n: int, progress, label: str = "engine"):
-        if progress is not None and not isinstance(progress, bool) and not callable(progress):
-            raise InvalidConfig(
-                f"must be None, True/False or a callable(done, total, elapsed_s); got {progress!r}",
-                key="progress",
-            )
-        self.n, self.progress, self.label = n, progress, label
-        self.t0 = time.perf_counter()
-        self.last = self.t0
-        self.done = 0
-
-    def update(self) -> None:
-        self.done += 1
-        now = time.perf_counter()
-        elapsed = now - self.t0
-        if callable(self.progress):
-            self.progress(self.done, self.n, elapsed)
-            return
-        log.debug("%s: done %d/%d chunks, elapsed %.1f s", self.label, self.done, self.n, elapsed)
-        # at most one line per second, plus the last one
-        if self.progress and (now - self.last >= 1.0 or self.done == self.n):
-            self.last = now
-            sys.stderr.write(
-                f"{self.label}: done {self.done}/{self.n} chunks, elapsed {elapsed:.1f} s\n"
-            )
-            sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,7 +189,7 @@ def run_chunks(
             raise InvalidConfig(
                 f"n_workers applies to scheduler='local' or 'local-threads' only; got "
                 f"scheduler={scheduler!r}", key="n_workers")
-    bar = _Progress(len(chunks), progress)
+    bar = Progress(len(chunks), "[nuinfer] engine", unit=" chunks", enabled=progress)
     children = np.random.SeedSequence(seed).spawn(len(chunks))
     if kind == "inprocess":
         out = []

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -85,6 +84,7 @@ import xarray as xr
 
 from nuinfer.exceptions import DataFileError, InvalidConfig, NumericalError, UnphysicalInput
 from nuinfer.likelihood.costs import _check_data, _poisson_terms
+from nuinfer.progress import Progress
 
 __all__ = [
     "PRIOR_KS_THRESHOLD",
@@ -805,35 +805,6 @@ class SamplerRun:
         return self.accepted / max(self.nsteps, 1)
 
 
-class _Progress:
-    """Progress line on stderr (emcee's own bar needs tqdm, which nuinfer does not require)."""
-
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.total, self.done, self.enabled = total, start, enabled
-        self.t0 = time.perf_counter()
-        self.start = start
-        self.last = -1.0
-
-    def update(self, accepted_mean: float) -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if now - self.last < 0.5 and self.done < self.total:
-            return
-        self.last = now
-        rate = (self.done - self.start) / max(now - self.t0, 1e-9)
-        sys.stderr.write(f"\r[nuinfer] sample: step {self.done}/{self.total} "
-                         f"({100.0 * self.done / self.total:3.0f}%), {rate:,.0f} steps/s, "
-                         f"acceptance {accepted_mean:.2f}   ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _check_int(value, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidConfig(f"must be an integer; got {value!r}", key=key)
@@ -921,7 +892,8 @@ def run_sampler(posterior: Posterior, *, nwalkers: int, nsteps: int, seed: int,
         old_acc = np.asarray(previous.accepted, dtype=np.int64)
 
     t0 = time.perf_counter()
-    bar = _Progress(nsteps, nsteps - n_new, bool(progress) and n_new > 0)
+    bar = Progress(nsteps, "[nuinfer] sample", unit=" steps", enabled=bool(progress) and n_new > 0,
+                   start=nsteps - n_new, rate=True)
     try:
         if n_new <= 0:
             new_chain = np.empty((nwalkers, 0, ndim))
@@ -936,7 +908,7 @@ def run_sampler(posterior: Posterior, *, nwalkers: int, nsteps: int, seed: int,
                 if bar.enabled:
                     acc = (old_acc.sum() + sampler.backend.accepted.sum()) / (
                         nwalkers * (nsteps - n_new + i + 1))
-                    bar.update(float(acc))
+                    bar.update(info=f", acceptance {acc:.2f}")
             new_chain = np.swapaxes(sampler.get_chain(), 0, 1)
             new_lp = sampler.get_log_prob().T
             rstate = sampler.random_state

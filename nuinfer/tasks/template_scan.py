@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
-import time
 
 import numpy as np
 import xarray as xr
@@ -47,6 +45,7 @@ from nuinfer.likelihood.single import (
     _profile_eq26_templates,
     profile_minuit,
 )
+from nuinfer.progress import Progress
 
 __all__ = [
     "DEFAULT_MIN_EXPECTED",
@@ -302,29 +301,6 @@ def _check_nonnegative_prediction(T, m):
 # --------------------------------------------------------------------------------------------
 # the scan
 # --------------------------------------------------------------------------------------------
-class _Progress:
-    """One self-overwriting progress line on stderr (silent unless enabled)."""
-
-    def __init__(self, total: int, enabled: bool, label: str):
-        self.total, self.enabled, self.label = total, enabled, label
-        self.t0 = time.perf_counter()
-        self.done = 0
-
-    def update(self, k: int) -> None:
-        self.done += k
-        if self.enabled:
-            pct = 100.0 * self.done / max(self.total, 1)
-            dt = time.perf_counter() - self.t0
-            line = f"\r{self.label}: {self.done}/{self.total} m_X ({pct:5.1f}%) {dt:.1f} s"
-            sys.stderr.write(line)
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _check_min_expected(value) -> float:
     try:
         value = float(value)
@@ -472,7 +448,7 @@ def scan(
     else:
         per_row = G * nu * 8 * _TEMPORARIES[statistic]
         chunk = max(1, min(M, _MAX_CHUNK_BYTES // per_row))
-    bar = _Progress(M, bool(progress), f"scan {stat_name}")
+    bar = Progress(M, f"[nuinfer] scan {stat_name}", unit=" m_X", enabled=bool(progress))
 
     if method == "closed_form":
         inv_sigma = 1.0 / np.sqrt(eq26_variance(Ru, sigma_bg))

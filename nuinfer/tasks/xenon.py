@@ -42,13 +42,6 @@ def _say(msg: str, quiet: bool) -> None:
         print(f"[nuinfer] {msg}", file=sys.stderr, flush=True)
 
 
-def _tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def model_sorted(models) -> list:
     """Models in the paper's order (S, P, V, A, T, B-L, Lmu-Ltau), others after them."""
     order = {m: i for i, m in enumerate(MODEL_ORDER)}
@@ -318,7 +311,7 @@ def run_contour(analysis, out, *, overrides=None, plot: bool = True, quiet: bool
     for mo in use:
         _say(f"contour: {ana.name}: scanning {mo} on {ana.cfg['scan']['m_X_MeV']['n']} x "
              f"{ana.cfg['scan']['g_X']['n']} points", quiet)
-        scans[mo], tmpl[mo] = scan_model(ana, mo, fm=fm, progress=not quiet and _tty(), return_templates=True)
+        scans[mo], tmpl[mo] = scan_model(ana, mo, fm=fm, progress=not quiet, return_templates=True)
     refine = {mo: refiner(tmpl[mo], scans[mo]) for mo in use}
     results = contour_results(scans, refine)
     out = Path(out)
