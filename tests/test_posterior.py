@@ -675,3 +675,29 @@ def test_not_a_knot_spline_equals_scipy_cubicspline(n):
     np.testing.assert_allclose(b, CubicSpline(x, T2, axis=0)(xq), rtol=1e-10, atol=1e-12 * T2.max())
     with pytest.raises(ValueError, match="4 knots"):
         not_a_knot(x[:3], y[:3])
+
+
+def test_prior_dominance_warnings_say_dominated_or_not_told_apart_never_both():
+    """One warning per flagged parameter: 'prior-dominated' when the draws resolve the prior
+    (small KS noise), 'cannot be told apart ... run longer' when they are too few; none for a
+    parameter whose posterior is clearly not its prior, however few the draws."""
+    from nuinfer.tasks.posterior import mediator_parameters
+    pars = mediator_parameters((-2.0, 2.0), (-8.0, -4.0), 0.1)
+    rng = np.random.default_rng(5)
+
+    def report(steps):
+        chains = {"log10_m_X": rng.uniform(-2.0, 2.0, (8, steps)),  # the prior itself
+                  "log10_g_X": rng.uniform(-8.0, -7.0, (8, steps)),  # a quarter of the box: the data speak
+                  "a": rng.normal(0.0, 0.1, (8, steps))}  # the prior itself
+        rep = bayes.posterior_report(chains, pars)
+        return rep, {n: [m for m in rep["messages"] if f"posterior of {n} " in m] for n in chains}
+
+    many, msg = report(4000)  # KS noise ~0.005
+    assert many["prior_dominated"] == ["log10_m_X", "a"]
+    assert all(len(msg[n]) == 1 and "is prior-dominated" in msg[n][0] for n in ("log10_m_X", "a"))
+    assert msg["log10_g_X"] == []
+    few, msg = report(10)  # KS noise ~0.1: the uniform draws cannot be told from the prior
+    assert set(few["prior_dominated"]) == {"log10_m_X", "a"}
+    for n in ("log10_m_X", "a"):
+        assert len(msg[n]) == 1 and "cannot be told apart from its prior" in msg[n][0] and "run longer" in msg[n][0]
+    assert msg["log10_g_X"] == [] and not any("log10_g_X" in m for m in few["messages"] if "dominated" in m)

@@ -583,14 +583,15 @@ def posterior_report(chains: dict, parameters, *, n_slices: int = 20, cred: floa
         dom = {p.name: old["prior_dominance"][p.name] if p.name in same else new[p.name]
                for p in parameters if p.name in chains}
     dominated = [n for n, d in dom.items() if d["prior_dominated"]]
-    msgs = [f"WARNING: the posterior of {n} is prior-dominated (KS distance to its prior "
-            f"{dom[n]['ks_distance']:.3f}, Monte Carlo noise {dom[n]['ks_noise']:.3f}); it "
-            "reflects the prior, not the data: quote no median or interval for it"
-            for n in dominated]
-    for n, d in dom.items():
-        if d["ks_noise"] > 0.5 * _post.PRIOR_KS_THRESHOLD:
-            msgs.append(f"WARNING: too few effective draws of {n} to tell whether it is "
-                        f"prior-dominated (KS noise {d['ks_noise']:.3f}); run longer")
+    msgs = []
+    for n in dominated:  # one line each: dominated, or (too few draws) not told apart from the prior
+        ks = f"KS distance to its prior {dom[n]['ks_distance']:.3f}, Monte Carlo noise {dom[n]['ks_noise']:.3f}"
+        if dom[n]["ks_noise"] > 0.5 * _post.PRIOR_KS_THRESHOLD:
+            msgs.append(f"WARNING: the posterior of {n} cannot be told apart from its prior with so few "
+                        f"effective draws ({ks}): quote no median or interval for it; run longer")
+        else:
+            msgs.append(f"WARNING: the posterior of {n} is prior-dominated ({ks}); it reflects the prior, "
+                        "not the data: quote no median or interval for it")
     lim = None
     if "log10_m_X" in chains and "log10_g_X" in chains:
         pm = pars["log10_m_X"]
