@@ -219,8 +219,10 @@ def compare(analysis, vary, *, model: str | None = None, grid: int | None = None
             scenarios[f"{key}={v}"] = (key, v, ana.replace(**scenario_overrides(key, v)))
     scans, tmpl = {}, {}
     if scheduler in (None, "inprocess"):
+        t0 = time.perf_counter()
         for i, (label, (_, _, a)) in enumerate(scenarios.items()):
-            _say(f"compare [{i + 1}/{len(scenarios)}] {model}: {label}", quiet)
+            _say(f"compare [{i + 1}/{len(scenarios)}] {model}: {label} (elapsed {time.perf_counter() - t0:.1f} s)",
+                 quiet)
             scans[label], tmpl[label] = cache.scan(a, model)
     else:
         import functools
