@@ -219,6 +219,13 @@ def test_file_layout_readable_by_xarray(small_run):
     groups = {c for c in tree.children}
     assert {"posterior", "sample_stats", "observed_data", "constant_data", "log_likelihood",
             "sampler_state", "frequentist"} <= groups
+    # the frequentist counterpart holds g90 and the excluded intervals, as every result file
+    freq = tree["frequentist"].to_dataset()
+    assert {"delta_chi2", "g90", "g90_status", "interval_g_lo", "interval_g_hi", "contour_m_X"} <= set(freq.data_vars)
+    hit = freq["g90_status"].values != 1
+    assert hit.any() and np.all(freq["g90"].values[hit] > 0) and np.all(freq["g90"].values[~hit] == 0)
+    np.testing.assert_array_equal(freq["interval_g_lo"].values[freq["interval_start"].values[hit]],
+                                  freq["g90"].values[hit])
     post = tree["posterior"]
     burn = tree["sample_stats"].attrs["burn"]
     assert burn == 15  # 25% of 60 steps (tau unreliable)

@@ -130,31 +130,23 @@ def _bin_coords(templates: xr.Dataset) -> dict:
 def _frequentist(ana: _config.Analysis, model: str, fm, templates: xr.Dataset, pars) -> xr.Dataset:
     """Profile scan of the same analysis over the prior box -> Delta surface and g90 per mass."""
     from nuinfer.tasks.contours import contour
-    from nuinfer.tasks.xenon import scan_model
+    from nuinfer.tasks.xenon import scan_model, with_limits
     pg = pars[1]
     box = _replace(ana, **{"scan.g_X.lo": 10.0 ** pg.lo, "scan.g_X.hi": 10.0 ** pg.hi,
                          "scan.g_X.n": FREQ_G_POINTS, "scan.g_X.scale": "log",
                          "statistics.profiler": "analytic"})
     scan = scan_model(box, model, fm=fm, templates=templates)
-    res = contour(scan)
     var = scan.attrs["statistic_variable"]
-    g90 = getattr(res, "g90", None)
-    if g90 is None:  # older name of the same quantity
-        g90 = res.g_limit
     keep = ("statistic", "statistic_variable", "cl", "ndof", "threshold", "threshold_rule",
             "scan_mode", "sigma_sys", "sigma_bg", "profiler", "data_source", "dropped_bins")
-    ds = xr.Dataset(
-        {var: scan[var].transpose("m_X", "g_X"),
-         "g90": (("m_X",), np.asarray(g90.values, dtype=float), {
-             "units": "1", "long_name": f"lowest excluded g_X at {100 * float(scan.attrs['cl']):g}% CL "
-                                        f"({var} >= {float(scan.attrs['threshold']):.4f})"})},
-        attrs={k: scan.attrs[k] for k in keep if k in scan.attrs},
-    )
+    ds = xr.Dataset({var: scan[var].transpose("m_X", "g_X")},
+                    attrs={k: scan.attrs[k] for k in keep if k in scan.attrs})
     ds[var].attrs = {"units": "1", "long_name": scan[var].attrs.get("long_name", var)}
     ds = ds.drop_vars([c for c in ds.coords if c not in ("m_X", "g_X")])
     ds.attrs["description"] = ("frequentist counterpart: profile scan of the same analysis "
-                               "(nuinfer.tasks.xenon.scan_model) on the template mass grid")
-    return ds
+                               "(nuinfer.tasks.xenon.scan_model) on the template mass grid, with g90 "
+                               "(0 where nothing is excluded) and the excluded g_X intervals per mass")
+    return with_limits(ds, contour(scan))
 
 
 def run_sample(analysis, out, **kwargs) -> dict:
