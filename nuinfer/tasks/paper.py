@@ -499,26 +499,28 @@ def _step_fig1(run: _Run) -> dict:
         p = run.outdir / f"fig1_{proc}.nc"
         write_netcdf(ds, p, beside=True)
         run.files.append(p)
-        per = {}
-        for mo in model_sorted(str(m) for m in ds["model"].values):
-            one = ds[["total"]].copy()
-            one["total"] = ("bin", ds["total_model"].sel(model=mo).values)
-            per[mo] = one
+        models = model_sorted(str(m) for m in ds["model"].values)
         g, m = ds.attrs["g_X"], ds.attrs["m_X_MeV"]
-        sec["benchmark"][proc] = {"g_X": g, "m_X_MeV": m, "models": list(per),
-                                  "total_counts": {mo: float(v["total"].sum()) for mo, v in per.items()},
+        sec["benchmark"][proc] = {"g_X": g, "m_X_MeV": m, "models": models,
+                                  "total_counts": {mo: float(ds["total_model"].sel(model=mo).sum())
+                                                   for mo in models},
                                   "sm_total_counts": float(ds["total"].sum())}
-        panels.append((proc, ds, per, ana.cfg["exposure_tonne_year"]))
+        panels.append((proc, ds, ana.cfg["exposure_tonne_year"]))
     run.files.append(draw(run.outdir / "fig1.png", _fig1_figure, panels))
     return sec
 
 
 def _fig1_figure(panels):
-    """Fig. 1 from (process, spectrum dataset, per-model totals, exposure) panels (a figure job:
-    module level, picklable arguments, matplotlib imported here)."""
+    """Fig. 1 from (process, spectrum dataset, exposure) panels (a figure job: module level,
+    picklable arguments, matplotlib imported here)."""
     from nuinfer.plotting import PROCESS_LABEL, legend_figure, plot_spectra
     fig, axes = legend_figure(2, legend_width=1.55)
-    for ax, (proc, ds, per, exposure) in zip(axes, panels):
+    for ax, (proc, ds, exposure) in zip(axes, panels):
+        per = {}  # SM + X total of each model, in the layout plot_spectra draws
+        for mo in model_sorted(str(m) for m in ds["model"].values):
+            one = ds[["total"]].copy()
+            one["total"] = ("bin", ds["total_model"].sel(model=mo).values)
+            per[mo] = one
         g, m = ds.attrs["g_X"], ds.attrs["m_X_MeV"]
         plot_spectra(ds, per, ax=ax, title=f"{PROCESS_LABEL[proc]}: $g_X^2$ = {g * g:.0e}, $m_X$ = {m:g} MeV, "
                                            f"{exposure:g} t yr")
