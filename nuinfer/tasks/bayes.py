@@ -798,7 +798,8 @@ def _freq_surface(freq: xr.Dataset | None) -> dict | None:
     d = np.where(np.isfinite(d), d, np.nanmax(np.where(np.isfinite(d), d, np.nan)))
     return {"m_X": freq["m_X"].values, "g_X": freq["g_X"].values, "delta": d,
             "threshold": float(freq.attrs["threshold"]), "cl": float(freq.attrs["cl"]),
-            "ndof": int(freq.attrs["ndof"])}
+            "ndof": int(freq.attrs["ndof"]),
+            "symbol": r"$\Delta\chi^2$" if var == "delta_chi2" else r"$-2\Delta\ln L$"}
 
 
 def _mass_coupling_figure(log_m, log_g, box_m, box_g, m_center, g_upper, freq, model, data_txt):
@@ -822,7 +823,7 @@ def _mass_coupling_figure(log_m, log_g, box_m, box_g, m_center, g_upper, freq, m
         ax.contour(freq["m_X"], freq["g_X"], freq["delta"].T, levels=[freq["threshold"]], colors=["tab:red"],
                    linewidths=1.6)
         handles.append(Line2D([], [], color="tab:red",
-                              label=f"frequentist {100 * freq['cl']:g}% CL ($\\Delta\\chi^2$ = "
+                              label=f"frequentist {100 * freq['cl']:g}% CL ({freq.get('symbol', 'Delta')} = "
                                     f"{freq['threshold']:.2f}, {freq['ndof']} dof)"))
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -893,7 +894,8 @@ def _plot(data: dict, path: Path, stem: Path, n_slices: int) -> dict:
         obs = json.loads(root.get("config_json", "{}")).get("statistics", {}).get("data", "asimov")
     except ValueError:
         obs = "asimov"
-    data_txt = "Asimov SM data" if obs == "asimov" else f"observed counts {Path(str(obs)).name}"
+    data_txt = (str(root["data_set"]) if root.get("data_set") else  # real-data posteriors name their data set
+                "Asimov SM data" if obs == "asimov" else f"observed counts {Path(str(obs)).name}")
     p_mg = draw(stem.with_name(stem.name + "_mass_coupling.png"), _mass_coupling_figure,
                 samples[:, im], samples[:, ig], boxes[im], boxes[ig], tab["m_center"], tab["g_upper"],
                 _freq_surface(freq), model, data_txt)

@@ -471,12 +471,16 @@ def build_posterior(analysis, model: str | None = None, *, mass_grid_n: int = 24
     constraints as priors (truncated to their bounds), free normalisations uniform on [0, 3].
     The mass-dependent templates are tabulated on ``mass_grid_n`` masses and interpolated with the
     posterior's cubic spline in log10 m (:class:`~nuinfer.tasks.posterior.TemplateInterpolator`)."""
+    cfg = _config(analysis)
+    return _posterior_of(build(cfg), cfg, model, mass_grid_n)
+
+
+def _posterior_of(lk, cfg: dict, model: str | None, mass_grid_n: int):
+    """:func:`build_posterior` for the likelihood ``lk`` built from ``cfg``."""
     from nuinfer.likelihood import bin_cost
     from nuinfer.tasks.posterior import Parameter as Prior
     from nuinfer.tasks.posterior import Posterior, TemplateInterpolator
 
-    cfg = _config(analysis)
-    lk = build(cfg)
     model = model or cfg["signal"]["models"][0]
     mr, gr = cfg["signal"]["scan"]["m_X_MeV"], cfg["signal"]["scan"]["g_X"]
     lm = np.linspace(math.log10(mr["lo"]), math.log10(mr["hi"]), mass_grid_n)
@@ -526,6 +530,33 @@ def build_posterior(analysis, model: str | None = None, *, mass_grid_n: int = 24
     return Posterior(priors, log_likelihood), model
 
 
+#: the frequentist scan stored with a real-data posterior: masses and couplings over the prior box
+FREQ_GRID = (41, 61)
+
+
+def _frequentist(lk, cfg: dict, model: str, quiet: bool):
+    """The profile-likelihood scan of the same likelihood over the posterior's prior box
+    (:data:`FREQ_GRID` points), with g90 (0 where nothing is excluded) and the excluded g_X
+    intervals and boundary lines of its contour: the ``/frequentist`` group of the posterior file."""
+    from nuinfer.tasks.contours import contour
+    from nuinfer.tasks.xenon import with_limits
+    mr, gr = cfg["signal"]["scan"]["m_X_MeV"], cfg["signal"]["scan"]["g_X"]
+    M, G = FREQ_GRID
+    masses, gs = np.geomspace(mr["lo"], mr["hi"], M), np.geomspace(gr["lo"], gr["hi"], G)
+    _say(f"sample: frequentist scan of {model} on {M} x {G} points over the prior box, every nuisance "
+         f"profiled", quiet)
+    scan = lk.scan(model, masses, gs, cl=cfg["statistics"]["cl"], ndof=cfg["statistics"]["ndof"])
+    var = str(scan.attrs.get("statistic_variable", "delta_chi2"))
+    ds = scan[[var, "converged"]].transpose("m_X", "g_X")
+    ds = ds.drop_vars([c for c in ds.coords if c not in ("m_X", "g_X")])
+    ds.attrs["description"] = ("frequentist counterpart: profile-likelihood scan of the same real-data "
+                               "likelihood (every nuisance profiled) over the prior box, with g90 (0 where "
+                               "nothing is excluded) and the excluded g_X intervals per mass; thresholds "
+                               "asymptotic (Wilks)")
+    ds.attrs["calibration"] = "asymptotic"
+    return with_limits(ds, contour(scan))
+
+
 def run_sample(analysis, out, *, model=None, walkers: int = 32, steps: int = 2000, seed: int = 1,
                quiet: bool = False) -> dict:
     """emcee posterior of a real-data analysis; ArviZ-layout NetCDF with MCSE-carrying summaries."""
@@ -536,14 +567,18 @@ def run_sample(analysis, out, *, model=None, walkers: int = 32, steps: int = 200
     from nuinfer.tasks.posterior import chains_from_tree, diagnostics, run_sampler, summarize, to_datatree
 
     cfg = _config(analysis)
-    post, model = build_posterior(cfg, model)
+    lk = build(cfg)
+    post, model = _posterior_of(lk, cfg, model, 241)
     run = run_sampler(post, nwalkers=int(walkers), nsteps=int(steps), seed=int(seed), progress=not quiet)
     diag = diagnostics(run)
+    freq = _frequentist(lk, cfg, model, quiet)
     cfg_json = {k: v for k, v in cfg.items() if not k.startswith("_")}
     tree = to_datatree(run, post, diag, pointwise=False,
                        attrs={**provenance_attrs(config=json.loads(json.dumps(cfg_json, default=str)), seed=run.seed),
                               "model": model, "likelihood": f"XENONnT {cfg['experiment']['release']} "
-                                                            f"({cfg['statistics']['statistic']})"})
+                                                            f"({cfg['statistics']['statistic']})",
+                              "data_set": freq.attrs.get("data_set", cfg["experiment"]["release"])},
+                       extra_groups={"frequentist": freq})
     out = Path(out)
     write_netcdf(tree, out)
     summ = summarize(chains_from_tree(tree, post.names))
