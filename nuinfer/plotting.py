@@ -10,6 +10,7 @@ automatic placement would not move them, one mathtext parser and cache for every
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -76,6 +77,12 @@ def _shared_mathtext(renderer):
 
 
 _MATHTEXT_PARSERS: dict = {}
+# parsed mathtext holds matplotlib's FT2Font objects, which read their font files through file
+# objects: a forked process (the figure worker's helper, nuinfer.render) sharing them would share
+# the files' offsets with its parent and load corrupt glyphs.  Matplotlib itself drops its font
+# cache in a forked child; the parsers shared here go with it.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_MATHTEXT_PARSERS.clear)
 
 
 class _Canvas(FigureCanvasAgg):

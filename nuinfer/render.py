@@ -11,6 +11,15 @@ each file into place with :func:`nuinfer.io.atomic_target`, so figures obey the 
 every other output (locks, output groups, no partial file under the final name).  A job that
 fails is reported with its figure's path and the error, after the other jobs finished.
 
+Submitting never waits for the worker: a job larger than a pipe holds (:data:`_INLINE_MAX`) is
+written to an unlinked temporary file the two processes share, and only where it lies goes down
+the pipe (a pipe that fills would hold the command until the worker finished its current figure:
+up to 1 s a job in ``reproduce --quick`` before this).  The worker reads every queued job before
+running the next.  When the command has nothing left but to wait (:meth:`Renderer.finish`), the
+worker forks a helper, which inherits matplotlib and the fonts, and the two share what is still
+queued: the command's core would be idle otherwise.  A forked process opens its own font files
+(:mod:`nuinfer.plotting`): FreeType reads them through file offsets a fork would share.
+
 Off Linux, in a process running other threads, with ``NUINFER_PARALLEL_FIGURES=0`` or
 ``Renderer(parallel=False)`` the jobs run in the calling process at :meth:`submit`, with the same
 results.  The worker is
@@ -64,6 +73,11 @@ def _die_with_parent() -> None:
 
 
 _CURRENT = None
+#: message of :meth:`Renderer.finish`: no more jobs will come before the stop
+_DRAIN = "drain"
+#: jobs up to this many pickled bytes go down the pipe itself, larger ones through the spool file
+#: (a pipe holds ~64-200 kB: a larger job would block the caller until the worker reads it)
+_INLINE_MAX = 16384
 #: modules the worker imports after matplotlib, before its first job: figure jobs carry xarray
 #: objects and nuinfer.tasks.contours results
 _PRELOAD = ("xarray", "nuinfer.tasks.contours")
@@ -117,7 +131,98 @@ def forked_child_setup() -> None:
     _die_with_parent()
 
 
-def _worker(conn, parent_pid: int) -> None:  # pragma: no cover - runs in the forked child
+def _pread(fd: int, offset: int, size: int) -> bytes:
+    parts = []
+    while size > 0:
+        b = os.pread(fd, size, offset)
+        if not b:
+            raise OSError(f"job spool ended {size} bytes early")
+        parts.append(b)
+        offset += len(b)
+        size -= len(b)
+    return b"".join(parts)
+
+
+def _run_job(msg, spool: int):
+    """Run one job message in this (worker) process: ``(job, None)`` or ``(job, error text)``."""
+    import pickle
+    job, tmp, fmt, blob, where = msg
+    try:
+        if blob is None:  # spooled (Renderer._send): read it back from the shared file
+            blob = _pread(spool, *where)
+        fn, args, kwargs = pickle.loads(blob)
+        del blob
+        if fmt is None:  # a file job (Renderer.submit_file): the writer writes the temporary file
+            fn(*args, Path(tmp), **kwargs)
+        else:
+            from nuinfer.plotting import write_figure
+            write_figure(_figure(fn, args, kwargs), Path(tmp), fmt)
+        return job, None
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent with the figure's path
+        Path(tmp).unlink(missing_ok=True)
+        return job, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+def _tokens(fd: int):
+    """Job indices from the token pipe shared by the worker and its helper (each 4-byte read
+    from a pipe is atomic on Linux: every index goes to exactly one of them)."""
+    while True:
+        b = os.read(fd, 4)
+        if len(b) < 4:
+            return
+        yield int.from_bytes(b, "little")
+
+
+def _drain(conn, jobs: list, spool: int) -> None:  # pragma: no cover - runs in the forked worker
+    """Run ``jobs`` with a forked helper (it inherits matplotlib and every cache): both take the
+    next job from a token pipe until none is left; the helper's results are relayed at the end
+    (a failure for each job it took and did not report)."""
+    import pickle
+    tr, tw = os.pipe()
+    try:
+        os.write(tw, b"".join(i.to_bytes(4, "little") for i in range(len(jobs))))  # < 64 kB: no wait
+    finally:
+        os.close(tw)
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = None
+    if pid == 0:  # the helper
+        code = 0
+        try:
+            os.close(r)
+            _die_with_parent()
+            out = pickle.dumps([_run_job(jobs[i], spool) for i in _tokens(tr)])
+            with os.fdopen(w, "wb") as f:
+                f.write(out)
+        except BaseException:  # noqa: BLE001 - the worker reports the helper's jobs as failed
+            code = 1
+        os._exit(code)
+    os.close(w)
+    done = set()
+    for i in _tokens(tr):
+        conn.send(_run_job(jobs[i], spool))
+        done.add(jobs[i][0])
+    os.close(tr)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    if pid is not None:
+        os.waitpid(pid, 0)
+    try:
+        got = dict(pickle.loads(data))
+    except Exception:  # noqa: BLE001 - the helper died before writing (or never ran)
+        got = {}
+    for m in jobs:
+        if m[0] not in done:
+            conn.send((m[0], got.get(m[0], "the figure worker's helper process stopped")))
+
+
+def _worker(conn, parent_pid: int, spool: int) -> None:  # pragma: no cover - runs in the forked child
+    """The worker's loop: read every queued job, run them in order and report each.  Once the
+    command waits for the last jobs (``_DRAIN``: it has nothing else to do, a core is free), the
+    worker shares what is still queued with a forked helper (:func:`_drain`)."""
+    from collections import deque
     forked_child_setup()
     if os.getppid() != parent_pid:
         os._exit(0)
@@ -127,24 +232,28 @@ def _worker(conn, parent_pid: int) -> None:  # pragma: no cover - runs in the fo
             __import__(mod)
         except ImportError:  # pragma: no cover
             pass
+    queue: deque = deque()
+    draining = stop = False
     while True:
         try:
-            msg = conn.recv()
+            while not stop and (conn.poll(0) or not queue):  # everything sent so far; wait if nothing
+                msg = conn.recv()
+                if msg is None:
+                    stop = True
+                elif isinstance(msg, str) and msg == _DRAIN:
+                    draining = True
+                else:
+                    queue.append(msg)
         except EOFError:
             break
-        if msg is None:
+        if draining and 2 <= len(queue) < 16000:  # the command waits: share the rest with a helper
+            jobs = list(queue)
+            queue.clear()
+            _drain(conn, jobs, spool)
+        elif queue:
+            conn.send(_run_job(queue.popleft(), spool))
+        elif stop:
             break
-        job, fn, args, kwargs, tmp, fmt = msg
-        try:
-            if fmt is None:  # a file job (Renderer.submit_file): the writer writes the temporary file
-                fn(*args, Path(tmp), **kwargs)
-            else:
-                from nuinfer.plotting import write_figure
-                write_figure(_figure(fn, args, kwargs), Path(tmp), fmt)
-            conn.send((job, None))
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent with the figure's path
-            Path(tmp).unlink(missing_ok=True)
-            conn.send((job, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
     conn.close()
 
 
@@ -192,9 +301,15 @@ class Renderer:
 
     def _start(self) -> None:
         import multiprocessing as mp
+        import tempfile
         ctx = mp.get_context("fork")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker, args=(child, os.getpid()), daemon=True,
+        # jobs larger than _INLINE_MAX go through an unlinked temporary file shared with the worker
+        # (nothing is left behind, whatever kills the two processes); the pipe carries only where
+        # they are, so a submit never waits for the worker to finish its current figure and read
+        self._spool = tempfile.TemporaryFile(prefix="nuinfer-figure-jobs-")
+        self._spool_end = 0
+        self._proc = ctx.Process(target=_worker, args=(child, os.getpid(), self._spool.fileno()), daemon=True,
                                  name="nuinfer-figures")
         self._proc.start()
         child.close()
@@ -236,16 +351,31 @@ class Renderer:
         self._start_lazily()
         if self._proc is None:
             return False
+        import pickle
+
         from nuinfer.io import temporary_path
         tmp = temporary_path(path, pid=self._proc.pid)
         job = self._next
-        self._next += 1
         try:
-            self._conn.send((job, fn, args, kwargs, str(tmp), fmt))
-        except Exception as exc:  # noqa: BLE001 - not picklable or worker gone: done by the caller
+            blob = pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - not picklable: done by the caller
+            return False
+        where = None
+        try:
+            if len(blob) > _INLINE_MAX:
+                where = (self._spool_end, len(blob))
+                view, at = memoryview(blob), self._spool_end
+                while view:
+                    n = os.pwrite(self._spool.fileno(), view, at)
+                    view, at = view[n:], at + n
+                self._spool_end = at
+                blob = None
+            self._conn.send((job, str(tmp), fmt, blob, where))
+        except Exception as exc:  # noqa: BLE001 - worker gone or no room for the spool: done by the caller
             if isinstance(exc, (BrokenPipeError, EOFError, ConnectionError)):
                 self._stop(kill=True)
             return False
+        self._next += 1
         self._pending[job] = (path, tmp)
         return True
 
@@ -283,6 +413,11 @@ class Renderer:
         """Wait for every job, move the files into place, stop the worker; raise on a failed job."""
         errors = []
         try:
+            if self._pending and self._conn is not None:
+                try:  # the worker may now use a second core for what is left
+                    self._conn.send(_DRAIN)
+                except (OSError, ValueError):
+                    pass
             while self._pending:
                 try:
                     job, err = self._conn.recv()
@@ -317,6 +452,7 @@ class Renderer:
             self._proc.kill()
         self._proc.join(timeout=None if not kill else 5)
         self._conn.close()
+        self._spool.close()
         self.parallel = False
         for _, tmp in self._pending.values():
             tmp.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ placement, errors reported with the figure's path, nothing left behind on failur
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,121 @@ def test_failed_file_job_names_its_file(tmp_path):
         r.finish()
     assert (tmp_path / "ok.png").exists() and not (tmp_path / "bad.nc").exists()
     assert _leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------ large jobs, the drain helper
+def _wait_for(flag: str, target) -> None:
+    """File job: say it started (``flag``.started), wait (up to 60 s) until ``flag`` exists, then
+    write 'ok'."""
+    import time
+    Path(flag + ".started").touch()
+    t0 = time.monotonic()
+    while not os.path.exists(flag):
+        if time.monotonic() - t0 > 60:
+            raise TimeoutError(f"{flag} never appeared: the command was blocked")
+        time.sleep(0.01)
+    target.write_text("ok")
+
+
+def _started(flag, timeout: float = 60.0) -> None:
+    import time
+    t0 = time.monotonic()
+    while not Path(str(flag) + ".started").exists():
+        assert time.monotonic() - t0 < timeout, "the worker never started the first job"
+        time.sleep(0.01)
+
+
+def _write_array(a, target) -> None:
+    np.save(target, a, allow_pickle=False)
+
+
+def _write_pid(seconds: float, target) -> None:
+    import time
+    time.sleep(seconds)
+    target.write_text(str(os.getpid()))
+
+
+def _kill_self(target) -> None:
+    import signal
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _text_figure(k: int):
+    """Many glyphs and mathtext labels: what the worker and its helper draw at the same time."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 3, figsize=(7, 4))
+    for j, ax in enumerate(axes.flat):
+        x = np.geomspace(1e-3, 1e4, 30)
+        ax.loglog(x, x ** (0.2 * (j + k)), label=rf"$g_X^{{{j}}}$ = {j + k}e-4, $m_X$ = {10 * k} MeV")
+        ax.set_title(rf"panel {j}: $\Delta\chi^2$ = {4.61 + j:.2f}, CE$\nu$NS")
+        ax.set_xlabel(r"$m_X$ [MeV]")
+        ax.legend(fontsize=6)
+    return fig
+
+
+def test_a_large_job_does_not_wait_for_the_worker(tmp_path):
+    """A job larger than a pipe holds goes through the spool file: the command hands it over
+    while the worker is still busy (here: waiting for the command itself), and it arrives intact."""
+    flag = tmp_path / "flag"
+    big = np.arange(400_000, dtype=float)  # 3.2 MB, far above what a socket buffers
+    with render.Renderer(parallel=True) as r:
+        r.submit_file(tmp_path / "first.txt", _wait_for, str(flag))
+        _started(flag)  # the worker is inside the first job, reading nothing
+        r.submit_file(tmp_path / "big.npy", _write_array, big)  # would block here, before the flag
+        flag.touch()
+    assert (tmp_path / "first.txt").read_text() == "ok"
+    np.testing.assert_array_equal(np.load(tmp_path / "big.npy"), big)
+    assert _leftovers(tmp_path) == []
+
+
+def test_jobs_left_at_finish_are_shared_with_a_helper(tmp_path):
+    """At finish the worker forks a helper for what is still queued: every job runs exactly once,
+    in two processes."""
+    flag = tmp_path / "flag"
+    with render.Renderer(parallel=True) as r:
+        worker = r._proc.pid
+        r.submit_file(tmp_path / "first.txt", _wait_for, str(flag))
+        _started(flag)
+        for k in range(8):
+            r.submit_file(tmp_path / f"p{k}.txt", _write_pid, 0.2)
+        flag.touch()
+    pids = {int((tmp_path / f"p{k}.txt").read_text()) for k in range(8)}
+    assert worker in pids and len(pids) == 2
+    assert _leftovers(tmp_path) == []
+
+
+def test_figures_drawn_by_the_worker_and_its_helper_match_the_caller(tmp_path):
+    """The helper must not share the worker's open font files (corrupt glyphs, FreeType errors):
+    text-heavy figures drawn by both at once equal those drawn in-process, pixel for pixel."""
+    from PIL import Image
+    flag = tmp_path / "flag"
+    with render.Renderer(parallel=True) as r:
+        r.submit(tmp_path / "w0.png", _text_figure, 0)  # warms fonts and mathtext in the worker
+        r.submit_file(tmp_path / "first.txt", _wait_for, str(flag))
+        _started(flag)
+        for k in range(1, 7):
+            r.submit(tmp_path / f"w{k}.png", _text_figure, k)
+        flag.touch()
+    with render.Renderer(parallel=False) as r:
+        for k in range(7):
+            r.submit(tmp_path / f"c{k}.png", _text_figure, k)
+    for k in range(7):
+        a = np.asarray(Image.open(tmp_path / f"w{k}.png"))
+        b = np.asarray(Image.open(tmp_path / f"c{k}.png"))
+        np.testing.assert_array_equal(a, b, err_msg=f"figure {k}")
+
+
+def test_a_job_that_kills_its_process_is_reported(tmp_path):
+    """A job that kills the process running it (worker or helper) fails with its path; the
+    command does not hang."""
+    flag = tmp_path / "flag"
+    r = render.Renderer(parallel=True)
+    r.submit_file(tmp_path / "first.txt", _wait_for, str(flag))
+    _started(flag)
+    for k in range(3):
+        r.submit_file(tmp_path / f"p{k}.txt", _write_pid, 0.1)
+    r.submit_file(tmp_path / "dies.txt", _kill_self)
+    flag.touch()
+    with pytest.raises(NuinferError, match=r"dies\.txt: "):
+        r.finish()
+    assert not (tmp_path / "dies.txt").exists()
