@@ -77,3 +77,23 @@ def test_xenonnt_efficiency_parametrisation_matches_public_curve():
 def test_efficiency_table_validation():
     with pytest.raises(DataFileError):
         Detector(efficiency=((1.0, 2.0), (0.5, 1.5))).efficiency_at(1.0)
+
+
+def test_banded_smeared_cdf_equals_the_dense_evaluation():
+    """The response's Gaussian CDF is evaluated only within 10 sigma of each energy; everywhere
+    else the exact value is 0 or 1 to 7.6e-24 (scipy.special.ndtr(-10)).  Unsorted energies,
+    energies outside the edges and tiny and large widths, as in the ER and 8B likelihoods."""
+    from scipy.special import ndtr
+
+    from nuinfer.physics.detector import smeared_cdf
+    rng = np.random.default_rng(7)
+    e = np.concatenate([np.linspace(0.5, 31.0, 611), [45.0, 140.0]])
+    E = rng.uniform(0.01, 160.0, 3001)  # unsorted, some far outside the edges
+    sig = np.where(rng.random(E.size) < 0.05, 1e-12, 0.31 * np.sqrt(E) + 0.0037 * E)
+    dense = ndtr((e[None, :] - E[:, None]) / sig[:, None])
+    band = smeared_cdf(E, sig, e, rows=97)  # blocks that do not divide the rows
+    assert float(ndtr(-10.0)) < 7.7e-24
+    np.testing.assert_allclose(band, dense, rtol=0, atol=7.7e-24)
+    # in the band the values are the same ndtr evaluations, not approximations
+    inside = (dense > 1e-20) & (dense < 1 - 1e-15)
+    assert inside.sum() > 10_000 and np.array_equal(band[inside], dense[inside])

@@ -254,10 +254,33 @@ class Detector:
             ok = (idx >= 0) & (idx < e.size - 1)
             R[np.nonzero(ok)[0], idx[ok]] = 1.0
         else:
-            sig = np.maximum(self.sigma_keV(E), 1e-12)
-            cdf = ndtr((e[None, :] - E[:, None]) / sig[:, None])
-            R = np.diff(cdf, axis=1)
+            R = np.diff(smeared_cdf(E, np.maximum(self.sigma_keV(E), 1e-12), e), axis=1)
         return R * eff[:, None]
+
+
+#: half-width of the Gaussian band evaluated by :func:`smeared_cdf`, in sigma
+CDF_BAND_SIGMAS = 10.0
+
+
+def smeared_cdf(E, sig, edges, *, rows: int = 256) -> np.ndarray:
+    """``ndtr((edges - E) / sig)`` as an (E.size, edges.size) array, evaluated only where it is
+    not 0 or 1 to double precision: within :data:`CDF_BAND_SIGMAS` sigma of each E.  Outside
+    that band the true value is below ndtr(-10) = 7.6e-24 (set to 0) or rounds to 1 exactly, so
+    the result differs from the dense evaluation by at most 7.6e-24.  Rows are taken in order of
+    E in blocks of ``rows``, each evaluated on the columns its band spans (the response matrix of
+    the ER likelihood, 5008 nodes x 611 edges, needs about a third of the dense evaluations)."""
+    E, sig, e = np.asarray(E, float), np.asarray(sig, float), np.asarray(edges, float)
+    m = e.size
+    lo = np.searchsorted(e, E - CDF_BAND_SIGMAS * sig, side="left")
+    hi = np.searchsorted(e, E + CDF_BAND_SIGMAS * sig, side="right")
+    cdf = (np.arange(m)[None, :] >= hi[:, None]).astype(float)
+    order = np.argsort(E, kind="stable")
+    for start in range(0, E.size, rows):
+        r = order[start:start + rows]
+        a, b = int(lo[r].min()), int(hi[r].max())
+        if b > a:
+            cdf[r, a:b] = ndtr((e[None, a:b] - E[r, None]) / sig[r, None])
+    return cdf
 
 
 XENON_ER_RESOLUTION = (0.310, 0.0037)
