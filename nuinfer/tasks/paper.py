@@ -855,7 +855,7 @@ def reproduce(outdir="outputs", *, quick: bool = False, quiet: bool = False, onl
         # 19.1-19.3 s forked at once vs 20.5-21.1 s after the first step; quick 8.9-9.2 s forked
         # after the first step vs 9.5-9.7 s without a second process)
         M, G = run.cfg["real_grid"]
-        fork_at = int(__import__("os").environ.get("NU_FORK_AT", 0 if M * G >= 1000 else 1))
+        fork_at = 0 if M * G >= 1000 else 1
         for i, name in enumerate(steps):
             if i == fork_at and "current" in steps[i + 1:]:
                 run.prefetch = start_prefetch(run)
