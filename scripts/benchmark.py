@@ -29,7 +29,8 @@ so the physics is identical; every peer is checked against nuinfer before it is 
      interpreter, imports, physics, files, figures) -- `nuinfer contour models/fig3_cevns.toml`
      with and without its figure, `nuinfer reproduce` into an empty folder, and `--quick`; the
      figures drawn in-process (NUINFER_PARALLEL_FIGURES=0) as the comparison.  Medians of 3
-     (1 for reproduce); the ratio full / quick of this run.  No peer.
+     (full and quick alternately, 3 pairs; 1 with --quick); the ratio full / quick per pair and
+     its median.  No peer.
 
 All timed code runs inside threadpoolctl.threadpool_limits(1) (BLAS pinned to one thread).
 Times are medians of repeats (5 by default, 3 with --quick; fewer where stated); every ratio is
@@ -650,14 +651,22 @@ def bench_commands(quick: bool = False, rep: int = 3):
         ts = [_command_wall(args, extra) for _ in range(rep)]
         out[label] = statistics.median(ts)
         print(f"  {label:<45} median {out[label]:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in ts)})")
-    n = 1
-    for label, args in (("reproduce", ["reproduce", "-q", "--outdir", "{out}/r"]),
-                        ("reproduce --quick", ["reproduce", "--quick", "-q", "--outdir", "{out}/r"])):
-        ts = [_command_wall(args) for _ in range(n)]
+    # full and quick alternately, so that both see the same machine state (the VM's speed drifts
+    # by tens of percent within minutes); the ratio of each pair, and the median over pairs
+    n = 1 if quick else 3
+    runs: dict = {"reproduce": [], "reproduce --quick": []}
+    for _ in range(n):
+        for label, args in (("reproduce", ["reproduce", "-q", "--outdir", "{out}/r"]),
+                            ("reproduce --quick", ["reproduce", "--quick", "-q", "--outdir", "{out}/r"])):
+            runs[label].append(_command_wall(args))
+    for label, ts in runs.items():
         out[label] = statistics.median(ts)
-        print(f"  {label:<45} {out[label]:.1f} s")
-    out["full_over_quick"] = out["reproduce"] / out["reproduce --quick"]
-    print(f"  reproduce full / --quick: {out['full_over_quick']:.2f}x")
+        print(f"  {label:<45} median {out[label]:.1f} s  (runs: {', '.join(f'{t:.1f}' for t in ts)})")
+    pairs = [a / b for a, b in zip(runs["reproduce"], runs["reproduce --quick"])]
+    out["full_over_quick_pairs"] = pairs
+    out["full_over_quick"] = statistics.median(pairs)
+    print(f"  reproduce full / --quick: {out['full_over_quick']:.2f}x (median of the pairs "
+          f"{', '.join(f'{r:.2f}' for r in pairs)})")
     RESULTS["f"] = out
 
 
