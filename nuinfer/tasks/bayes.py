@@ -823,7 +823,7 @@ def _mass_coupling_figure(log_m, log_g, box_m, box_g, m_center, g_upper, freq, m
         ax.contour(freq["m_X"], freq["g_X"], freq["delta"].T, levels=[freq["threshold"]], colors=["tab:red"],
                    linewidths=1.6)
         handles.append(Line2D([], [], color="tab:red",
-                              label=f"frequentist {100 * freq['cl']:g}% CL ({freq.get('symbol', 'Delta')} = "
+                              label=f"frequentist {100 * freq['cl']:g}% CL ({freq['symbol']} = "
                                     f"{freq['threshold']:.2f}, {freq['ndof']} dof)"))
     ax.set_xscale("log")
     ax.set_yscale("log")

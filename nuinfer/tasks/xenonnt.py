@@ -465,7 +465,11 @@ def run_profile(analysis, out, *, plot: bool = True, quiet: bool = False) -> dic
     return res
 
 
-def build_posterior(analysis, model: str | None = None, *, mass_grid_n: int = 241):
+#: masses on which a real-data posterior tabulates its templates (every 1/40 decade over the presets' 6)
+MASS_GRID_N = 241
+
+
+def build_posterior(analysis, model: str | None = None, *, mass_grid_n: int = MASS_GRID_N):
     """emcee posterior over (log10 m_X, log10 g_X) and every constrained nuisance of the real-data
     likelihood: flat priors on the logs over the file's scan ranges, the nuisances' Gaussian
     constraints as priors (truncated to their bounds), free normalisations uniform on [0, 3].
@@ -568,7 +572,7 @@ def run_sample(analysis, out, *, model=None, walkers: int = 32, steps: int = 200
 
     cfg = _config(analysis)
     lk = build(cfg)
-    post, model = _posterior_of(lk, cfg, model, 241)
+    post, model = _posterior_of(lk, cfg, model, MASS_GRID_N)
     run = run_sampler(post, nwalkers=int(walkers), nsteps=int(steps), seed=int(seed), progress=not quiet)
     diag = diagnostics(run)
     freq = _frequentist(lk, cfg, model, quiet)
