@@ -191,9 +191,11 @@ class _Quadratic:
     def __init__(self, c):
         self.c = c
         self.calls = 0
+        self.rows = 0
 
     def value(self, x, rows):
         self.calls += 1
+        self.rows += len(rows)
         f = ((x - self.c[rows]) ** 2).sum(axis=1)
         return np.where(x[:, 0] < 0, np.inf, f)
 
@@ -223,12 +225,15 @@ def _sequential_backtrack(prob, xa, active, cur, step, f, dec, done, free_cols, 
     return x_new, f_new, accepted
 
 
-@pytest.mark.parametrize("with_derivatives", [False, True])
-def test_line_search_ladder_takes_the_step_of_sequential_halving(with_derivatives):
+@pytest.mark.parametrize("with_derivatives,search", [(False, False), (True, False), (False, True), (True, True)])
+def test_line_search_ladder_takes_the_step_of_sequential_halving(with_derivatives, search):
     """``_backtrack`` tries the step lengths after the full step eight at a time; every point must
     end where sequential halving ends (same step length, same statistic), including points that
     need 1-24 halvings to leave the forbidden region and points no length can help, in fewer calls.
-    With the derivatives kept (``_Derivatives``), the points that accept the full step have them."""
+    With the derivatives kept (``_Derivatives``), the points that accept the full step have them.
+    With ``search`` (every point, as scans mark those above their cut-off) the points find their
+    length by bisection: the same lengths here, where the passing lengths are all those below one,
+    in at most 5 evaluations after a failed full step (the ladders take 8 to 24)."""
     from nuinfer.likelihood.profile import _Derivatives, _backtrack
     rng = np.random.default_rng(3)
     R, P = 400, 3
@@ -248,11 +253,17 @@ def test_line_search_ladder_takes_the_step_of_sequential_halving(with_derivative
     done[::53] = True
     want = _sequential_backtrack(ref_prob, xa, active, xa, step, f, dec, done, free, lo, hi)
     known = _Derivatives(R) if with_derivatives else None
-    got = _backtrack(prob, xa, active, xa, step, f, dec, done, free, lo, hi, known=known)
+    mask = np.ones(R, bool) if search else None
+    got = _backtrack(prob, xa, active, xa, step, f, dec, done, free, lo, hi, known=known, search=mask)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     assert want[2].sum() < R and (~want[2] & ~done).any()  # some points cannot be helped
-    assert prob.calls < ref_prob.calls / 2
+    if search:
+        full_fails = ~done & ~(np.isfinite(f) & (ref_prob.value(xa + step, active)
+                                                 <= f - 1e-4 * dec + 1e-13 * np.abs(f)))
+        assert full_fails.sum() > 100 and prob.rows <= (~done).sum() + 5 * full_fails.sum()
+    else:
+        assert prob.calls < ref_prob.calls / 2
     if with_derivatives:
         full = np.isfinite(f) & (prob.value(xa + step, active) <= f - 1e-4 * dec + 1e-13 * np.abs(f)) & ~done
         assert full.any() and np.array_equal(known.have, full)
