@@ -299,10 +299,7 @@ def _backtrack(prob: _Problem, xa, active, cur, step, f, dec, done, free_cols, l
         ladder &= ~search
         k_lo = np.ones(todo.size, int)  # smallest exponent not known to fail
         k_hi = np.full(todo.size, _LS_TRIES - 1)  # largest exponent still to consider
-        while todo.size:
-            open_ = k_lo <= k_hi
-            if not open_.any():
-                break
+        while (open_ := k_lo <= k_hi).any():
             t, mid = todo[open_], (k_lo[open_] + k_hi[open_]) // 2
             cand, fc, ok = attempt(t, 0.5 ** mid[:, None].astype(float))
             take(t, cand, fc, ok)  # a later, smaller passing exponent overwrites this one
