@@ -173,6 +173,10 @@ def _tokens(fd: int):
         yield int.from_bytes(b, "little")
 
 
+#: :func:`_drain` shares fewer jobs than this: their 4-byte numbers must fit in a pipe (64 kB on Linux) at once
+_DRAIN_MAX = 16000
+
+
 def _drain(conn, jobs: list, spool: int) -> None:  # pragma: no cover - runs in the forked worker
     """Run ``jobs`` with a forked helper (it inherits matplotlib and every cache): both take the
     next job from a token pipe until none is left; the helper's results are relayed at the end
@@ -180,7 +184,7 @@ def _drain(conn, jobs: list, spool: int) -> None:  # pragma: no cover - runs in 
     import pickle
     tr, tw = os.pipe()
     try:
-        os.write(tw, b"".join(i.to_bytes(4, "little") for i in range(len(jobs))))  # < 64 kB: no wait
+        os.write(tw, b"".join(i.to_bytes(4, "little") for i in range(len(jobs))))  # < _DRAIN_MAX: no wait
     finally:
         os.close(tw)
     r, w = os.pipe()
@@ -246,7 +250,7 @@ def _worker(conn, parent_pid: int, spool: int) -> None:  # pragma: no cover - ru
                     queue.append(msg)
         except EOFError:
             break
-        if draining and 2 <= len(queue) < 16000:  # the command waits: share the rest with a helper
+        if draining and 2 <= len(queue) < _DRAIN_MAX:  # the command waits: share the rest with a helper
             jobs = list(queue)
             queue.clear()
             _drain(conn, jobs, spool)

@@ -362,7 +362,7 @@ def _newton(prob: _Problem, theta, *, atol, rtol, max_iter, stop_above=np.inf):
         dec = -np.einsum("rp,rp->r", gfull, step)
         done = np.isfinite(f) & (dec <= atol + rtol * np.abs(f))
         x_new, f_new, accepted = _backtrack(prob, xa, active, cur, step, f, dec, done, free_cols, lo, hi,
-                                            known=known, search=f > stop_above if np.isfinite(stop_above) else None)
+                                            known=known, search=f > stop_above)
         stalled = ~accepted
         x[active] = np.where(done[:, None], xa, x_new)
         val[active] = np.where(done | stalled, f, f_new)
