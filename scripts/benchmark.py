@@ -27,10 +27,11 @@ so the physics is identical; every peer is checked against nuinfer before it is 
      workers (speed-up measured, extrapolated to 200 masses; said so).  No peer.
   f. what a user waits for: wall time of whole commands, each in a fresh process (cold start:
      interpreter, imports, physics, files, figures) -- `nuinfer contour models/fig3_cevns.toml`
-     with and without its figure, `nuinfer reproduce` into an empty folder, and `--quick`; the
-     figures drawn in-process (NUINFER_PARALLEL_FIGURES=0) as the comparison.  Medians of 3
-     (full and quick alternately, 3 pairs; 1 with --quick); the ratio full / quick per pair and
-     its median.  No peer.
+     with and without its figure, `nuinfer reproduce` into an empty folder, the same without its
+     current-data step (the workload issue 16 timed), and `--quick`; the figures drawn in-process
+     (NUINFER_PARALLEL_FIGURES=0) as the comparison.  Medians of 3 (the three reproduce commands
+     alternately, 3 rounds; 1 with --quick); the ratio full / quick per round and its median; a
+     pure-Python probe before and after each round (the VM's speed drifts).  No peer.
 
 All timed code runs inside threadpoolctl.threadpool_limits(1) (BLAS pinned to one thread).
 Times are medians of repeats (5 by default, 3 with --quick; fewer where stated); every ratio is
@@ -639,6 +640,22 @@ def _command_wall(args, env_extra=None, outdir=None) -> float:
         shutil.rmtree(d, ignore_errors=True)
 
 
+#: the steps issue 16's "reproduce in 12 s" ran (before the current-data step joined reproduce)
+PAPER_STEPS = "fig1,fig2,fig3,fig4,systematics,bayes"
+#: additions in :func:`python_probe`
+PROBE_N = 10 ** 7
+
+
+def python_probe() -> float:
+    """Wall seconds of a fresh ``python -c`` running PROBE_N integer additions in a module-level
+    loop (the probe quoted in docs/performance.md): the VM's speed of the moment, which has ranged
+    from 0.5 to 3.5 s on the same machine.  Quoted beside the command times."""
+    import subprocess
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"s = 0\nfor i in range({PROBE_N}):\n    s += i\n"], check=True)
+    return time.perf_counter() - t
+
+
 def bench_commands(quick: bool = False, rep: int = 3):
     print("\n== f. commands from a cold start (fresh process each; wall time) ==")
     rep = min(rep, 3)
@@ -651,14 +668,24 @@ def bench_commands(quick: bool = False, rep: int = 3):
         ts = [_command_wall(args, extra) for _ in range(rep)]
         out[label] = statistics.median(ts)
         print(f"  {label:<45} median {out[label]:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in ts)})")
-    # full and quick alternately, so that both see the same machine state (the VM's speed drifts
-    # by tens of percent within minutes); the ratio of each pair, and the median over pairs
+    # full, full without the current-data step and quick alternately, so that all see the same
+    # machine state (the VM's speed drifts by tens of percent within minutes); the ratio of each
+    # full / quick pair, and the median over pairs.  "paper steps" is the workload issue 16 timed
+    # (Figs. 1-4, systematics, posterior): the current-data step (XENONnT 8B and SR0 ER scans of
+    # seven models, COHERENT CsI) joined reproduce after it (issue 13).
     n = 1 if quick else 3
-    runs: dict = {"reproduce": [], "reproduce --quick": []}
+    commands = (("reproduce", ["reproduce", "-q", "--outdir", "{out}/r"]),
+                (f"reproduce --only {PAPER_STEPS}", ["reproduce", "-q", "--only", PAPER_STEPS, "--outdir", "{out}/r"]),
+                ("reproduce --quick", ["reproduce", "--quick", "-q", "--outdir", "{out}/r"]))
+    runs: dict = {label: [] for label, _ in commands}
+    probes = [python_probe()]
     for _ in range(n):
-        for label, args in (("reproduce", ["reproduce", "-q", "--outdir", "{out}/r"]),
-                            ("reproduce --quick", ["reproduce", "--quick", "-q", "--outdir", "{out}/r"])):
+        for label, args in commands:
             runs[label].append(_command_wall(args))
+        probes.append(python_probe())
+    out["python_probe_s"] = probes
+    print(f"  pure-Python probe ({PROBE_N:.0e} additions) before and after each round: "
+          f"{', '.join(f'{t:.2f}' for t in probes)} s")
     for label, ts in runs.items():
         out[label] = statistics.median(ts)
         print(f"  {label:<45} median {out[label]:.1f} s  (runs: {', '.join(f'{t:.1f}' for t in ts)})")
@@ -711,7 +738,9 @@ def summary():
                   "figure drawn in-process", f"{f['contour fig3_cevns (figure in-process)']:.2f} s",
                   f["contour fig3_cevns (figure in-process)"] / f["contour fig3_cevns (figure drawn beside)"]),
                  ("f reproduce, cold", f"{f['reproduce']:.1f} s", "reproduce --quick",
-                  f"{f['reproduce --quick']:.1f} s", None)]
+                  f"{f['reproduce --quick']:.1f} s", None),
+                 ("f reproduce, cold", f"{f['reproduce']:.1f} s", "without the current-data step",
+                  f"{f[f'reproduce --only {PAPER_STEPS}']:.1f} s", None)]
     w = [max(len(str(r[i])) for r in rows) for i in range(4)] if rows else [0] * 4
     for r in rows:
         ratio = "" if r[4] is None else f"{r[4]:8.1f}x"
