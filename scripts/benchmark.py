@@ -670,7 +670,7 @@ def bench_commands(quick: bool = False, rep: int = 3):
         print(f"  {label:<45} median {out[label]:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in ts)})")
     # full, full without the current-data step and quick alternately, so that all see the same
     # machine state (the VM's speed drifts by tens of percent within minutes); the ratio of each
-    # full / quick pair, and the median over pairs.  "paper steps" is the workload issue 16 timed
+    # full / quick pair, and the median over pairs.  PAPER_STEPS is the workload issue 16 timed
     # (Figs. 1-4, systematics, posterior): the current-data step (XENONnT 8B and SR0 ER scans of
     # seven models, COHERENT CsI) joined reproduce after it (issue 13).
     n = 1 if quick else 3
