@@ -273,10 +273,17 @@ def g90_curve(res) -> dict:
 
 
 def stack_scans(scans: dict, dim: str = "model"):
+    """Scans stacked along ``dim`` (attributes they disagree on dropped).  Scans copied from another
+    model's identical scan (``same_scan_as``, :mod:`nuinfer.tasks.xenonnt`) are listed in the
+    attribute ``same_scans`` (JSON: label -> the model it copies), not taken for the whole stack."""
     import xarray as xr
     labels = list(scans)
     ds = xr.concat([scans[k] for k in labels], dim=dim, combine_attrs="drop_conflicts")
     ds = ds.assign_coords({dim: (dim, labels)})
+    same = {k: scans[k].attrs["same_scan_as"] for k in labels if "same_scan_as" in scans[k].attrs}
+    ds.attrs.pop("same_scan_as", None)
+    if same:
+        ds.attrs["same_scans"] = json.dumps(same)
     return ds
 
 
