@@ -54,8 +54,8 @@ def _t_nodes():
 
 def _scan_once(lk, model, arrays, settings, compute):
     """The scan of ``model`` from ``compute()``, or a copy of an earlier scan of another model by
-    likelihood ``lk`` with the same inputs: signal templates, data and grid (``arrays``, compared
-    exactly, by digest) and ``settings``.  Models that act alike on this data give bit-identical
+    likelihood ``lk`` with the same inputs: signal, SM and background templates, data and grid
+    (``arrays``, compared exactly, by digest) and ``settings``.  Models that act alike on this data give bit-identical
     surfaces (on electrons and neutrinos U(1)_B-L couples as the universal vector does), so one is
     computed; the copy names its model and the one it repeats (``same_scan_as``, ``wall_time_s``
     0).  The same model scanned again is computed again."""
@@ -216,7 +216,8 @@ class B8Cevns:
         mass; both give the same surface (see :func:`~nuinfer.tasks.model_scan.mass_coupling_scan`).
         """
         N = self.mediator_nodes(model, masses)  # (3, M, 49, n)
-        return _scan_once(self, model, (N, self.data, masses, g_X), (cl, ndof, batched, self.model.parameters),
+        return _scan_once(self, model, (N, self.sm_nodes, *self._bg.values(), self.data, masses, g_X),
+                          (cl, ndof, batched, self.model.parameters),
                           lambda: self._scan(model, N, masses, g_X, cl, ndof, batched))
 
     def _scan(self, model, N, masses, g_X, cl, ndof, batched):
@@ -294,7 +295,8 @@ class ElectronRecoils:
         """Profiled (m_X, g_X) surface for one mediator model (``batched`` as in :meth:`B8Cevns.scan`)."""
         T = self.er.er_templates(self.data, model, np.atleast_1d(masses), flux_preset=self.flux_preset)
         C = self.columns(T["T"].transpose("group", "power", "m_X", "E").values)  # (group, power, M, n_col)
-        return _scan_once(self, model, (C, self.n, masses, g_X), (cl, ndof, batched, self.cost, self.model.parameters),
+        return _scan_once(self, model, (C, self._sm, self._bkg, self.n, masses, g_X),
+                          (cl, ndof, batched, self.cost, self.model.parameters),
                           lambda: self._scan(model, C, masses, g_X, cl, ndof, batched))
 
     def _scan(self, model, C, masses, g_X, cl, ndof, batched):
