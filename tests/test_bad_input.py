@@ -261,6 +261,25 @@ OPTION_CASES = [
     ("xenon", ["contour", "{d}", "-o", "{o}"], "config"),                       # config is a directory
     ("xenon", ["reproduce", "--only", "bogus", "--outdir", "{d}"], "--only"),
     ("xenon", ["reproduce", "--outdir", "{a}"], "--outdir"),
+    # contour options a family does not use are refused, never ignored silently
+    ("xenon", ["contour", "{a}", "-o", "{o}", "--toys", "50"], "--toys"),           # needs --calibrate toys
+    ("xenon", ["contour", "{a}", "-o", "{o}", "--coverage"], "--coverage"),
+    ("xenon", ["contour", "{a}", "-o", "{o}", "--data-dir", "{d}"], "--data-dir"),
+    ("xenonnt", ["contour", "{a}", "-o", "{o}", "--profiler", "minuit"], "--profiler"),
+    ("xenonnt", ["contour", "{a}", "-o", "{o}", "--calibrate", "toys"], "--calibrate"),
+    ("xenonnt", ["contour", "{a}", "-o", "{o}", "--seed", "3"], "--seed"),
+    ("xenonnt", ["contour", "{a}", "-o", "{o}", "--statistic", "eq26"], "--statistic"),  # validated by the file's rules
+    ("xenonnt", ["contour", "{a}", "-o", "{o}", "--grid", "2"], "--grid"),              # 3 to 2000 for real data
+    ("terrestrial", ["contour", "{a}", "-o", "{o}", "--profiler", "minuit"], "--profiler"),
+    ("terrestrial", ["contour", "{a}", "-o", "{o}", "--mode", "joint"], "--mode"),
+    ("terrestrial", ["contour", "{a}", "-o", "{o}", "--statistic", "eq26"], "--statistic"),
+    ("xenonnt", ["sample", "{a}", "-o", "{o}", "--resume"], "--resume"),
+    ("xenonnt", ["sample", "{a}", "-o", "{o}", "--data", "{a}"], "--data"),
+    ("terrestrial", ["sample", "{a}", "-o", "{o}", "--prior-check"], "--prior-check"),
+    ("xenon", ["sample", "{a}", "-o", "{o}", "--data-dir", "{d}"], "--data-dir"),
+    ("xenon", ["spectrum", "{a}", "-o", "{o}", "--data-dir", "{d}"], "--data-dir"),
+    ("xenon", ["inspect", "{a}", "--data-dir", "{d}"], "--data-dir"),
+    ("xenonnt", ["profile", "{a}", "-o", "{o}", "--data-dir", "{d}"], "--data-dir"),
 ]
 
 

@@ -247,6 +247,28 @@ def test_contour_flags_override_statistics(tmp_path, capsys):
     assert cfg["statistics"]["statistic"] == "poisson" and cfg["scan"]["m_X_MeV"]["n"] == 8
 
 
+def test_contour_flags_apply_to_real_data_and_terrestrial_files(tmp_path, capsys):
+    """--grid, --ndof and --statistic are honoured by the xenonnt and terrestrial families too (they
+    were once silently ignored there)."""
+    from pathlib import Path
+    models = Path(__file__).resolve().parents[1] / "models"
+    out = tmp_path / "er.nc"
+    assert main(["contour", str(models / "xenonnt_sr0_er.toml"), "-o", str(out), "--no-plot", "-q", "--model", "V",
+                 "--grid", "6", "--ndof", "1", "--statistic", "poisson"]) == 0
+    capsys.readouterr()
+    with xr.open_dataset(out) as ds:
+        ds = ds.load()
+    assert ds["twice_nll"].shape == (1, 6, 6) and ds.attrs["ndof"] == 1 and ds.attrs["scan_mode"] == "raster_1d"
+    assert ds.attrs["likelihood"] == "binned (1 keV)"  # poisson: the binned ER likelihood
+    out = tmp_path / "csi.nc"
+    assert main(["contour", str(models / "coherent_csi2017.toml"), "-o", str(out), "--no-plot", "-q", "--model", "V",
+                 "--grid", "7", "--ndof", "1"]) == 0
+    capsys.readouterr()
+    tree = xr.open_datatree(out)
+    scan = tree["nominal/V"].to_dataset()
+    assert scan.sizes["m_X"] == 7 and scan.sizes["g_X"] == 7 and scan.attrs["ndof"] == 1
+
+
 def test_spectrum_small(tmp_path, capsys):
     path = write(tmp_path, SMALL_SPECTRUM)
     out = tmp_path / "spec.nc"

@@ -63,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sp, data_dir=True, plot=True)
     sp.set_defaults(func=c.cmd_spectrum)
 
-    sp = sub.add_parser("contour", help="profile scan over (m_X, g_X): 90%% CL regions and g90 per mass")
+    sp = sub.add_parser("contour", help="profile scan over (m_X, g_X): 90%% CL regions and g90 per mass",
+                        description="Profile scan over (m_X, g_X): 90% CL regions and g90 per mass.  Paper-style "
+                                    "(xenon) files take every option below but --data-dir; real-data (xenonnt) files --model, "
+                                    "--grid, --ndof and --statistic (poisson: the binned ER likelihood); terrestrial "
+                                    "files --model, --grid, --ndof, --statistic and --data-dir.  The toy options "
+                                    "(--toys ... --coverage) need --calibrate toys.  An option a file does not use "
+                                    "is refused (exit 2), never ignored.")
     sp.add_argument("analysis", help=ana_help)
     _common(sp, data_dir=True, plot=True)
     sp.add_argument("--model", help="only this interaction model of the file (S, P, V, A, T, B-L, Lmu-Ltau)")
@@ -171,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "bayes, current); the report keeps the other sections of an earlier run")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
     sp.set_defaults(func=c.cmd_reproduce)
+    for sp in sub.choices.values():  # each command knows its parser's defaults (options given or not)
+        sp.set_defaults(_parser=sp)
     return p
 
 

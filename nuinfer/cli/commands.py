@@ -85,10 +85,10 @@ def _xenon_memory(ana, command: str) -> None:
         require_memory(estimate_xenon(ana.cfg, command))
 
 
-def _terrestrial(path, data_dir, command: str, preset: bool = False):
+def _terrestrial(path, data_dir, command: str, preset: bool = False, overrides: dict | None = None):
     from nuinfer.spec import terrestrial as tcfg
     from nuinfer.spec.terrestrial import _check_reference as check_reference
-    ana = tcfg.load(path, data_dir=data_dir)
+    ana = tcfg.load(path, overrides or None, data_dir=data_dir)
     with spec.translated(ana.family):
         require_memory(estimate_terrestrial(ana.cfg, command))
         for va in ana.variants().values():  # variants are validated here, before any work
@@ -131,7 +131,7 @@ def _terrestrial_tasks(ana, given, key: str) -> list[str] | None:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_inspect(args) -> int:
-    fam = spec.require(args.analysis, "inspect")
+    fam = _family(args, "inspect")
     if fam == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
         ana = _terrestrial(args.analysis, args.data_dir, "inspect")
@@ -175,7 +175,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_spectrum(args) -> int:
-    if spec.require(args.analysis, "spectrum") == "terrestrial":
+    if _family(args, "spectrum") == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
         ana = _terrestrial(args.analysis, args.data_dir, "spectrum")
         out = _out_path(args, "outputs/spectrum.nc")
@@ -207,11 +207,82 @@ def _g90_upper_bounds(res: dict) -> None:
             _warn(n)
 
 
+#: the toy options of ``contour`` (xenon analyses, with ``--calibrate toys``)
+_TOY_OPTIONS = ("--toys", "--mode", "--nuisances", "--seed", "--scheduler", "--workers", "--coverage")
+#: options whose use depends on the analysis family: command -> family -> the options it takes; a
+#: family not listed (or an option not in its list) refuses an option another family takes
+_FAMILY_OPTIONS = {
+    "inspect": {"terrestrial": ("--data-dir",)},
+    "spectrum": {"terrestrial": ("--data-dir",)},
+    "profile": {"terrestrial": ("--data-dir",)},
+    "contour": {"xenon": ("--statistic", "--profiler", "--ndof", "--grid", "--calibrate") + _TOY_OPTIONS,
+                "xenonnt": ("--statistic", "--ndof", "--grid"),
+                "terrestrial": ("--statistic", "--ndof", "--grid", "--data-dir")},
+    "sample": {"xenon": ("--walkers", "--steps", "--seed", "--resume", "--data", "--prior-check"),
+               "xenonnt": ("--walkers", "--steps", "--seed"),
+               "terrestrial": ("--walkers", "--steps", "--seed", "--data-dir")},
+}
+#: command-line options that override a key of the analysis file (internal key, same in every family)
+_OPTION_KEYS = {"--statistic": "statistics.statistic", "--ndof": "statistics.ndof"}
+
+
+def _given(args, option: str) -> bool:
+    """Whether ``option`` was set on the command line (its value differs from the parser's default)."""
+    dest = option[2:].replace("-", "_")
+    return hasattr(args, dest) and getattr(args, dest) != args._parser.get_default(dest)
+
+
+def _family(args, command: str) -> str:
+    """The family of the analysis file (``spec.require``), after refusing -- one line, exit 2, before
+    any work -- an option the family does not use: never ignored silently."""
+    fam = spec.require(args.analysis, command)
+    per_family = _FAMILY_OPTIONS.get(command, {})
+    takes = per_family.get(fam, ())
+    for opt in dict.fromkeys(o for opts in per_family.values() for o in opts):
+        if not _given(args, opt) or opt in takes:
+            continue
+        users = [f for f, opts in per_family.items() if opt in opts]
+        raise ConfigError(f"not used for {fam} analyses (only for {', '.join(users)}); drop it", key=opt)
+    if command == "contour" and fam == "xenon" and args.calibrate != "toys":
+        for opt in _TOY_OPTIONS:
+            if _given(args, opt):
+                raise ConfigError("applies only with --calibrate toys; add that or drop it", key=opt)
+    return fam
+
+
+def _file_overrides(args, fam: str) -> dict:
+    """Options of ``contour`` as overrides of the keys of a xenonnt or terrestrial file."""
+    over = {key: getattr(args, opt[2:]) for opt, key in _OPTION_KEYS.items() if _given(args, opt)}
+    if args.grid is not None:
+        scan = "signal.scan" if fam == "xenonnt" else "scan"
+        over.update({f"{scan}.m_X_MeV.n": args.grid, f"{scan}.g_X.n": args.grid})
+    return over
+
+
+@contextlib.contextmanager
+def _as_option(over: dict):
+    """A validation error of a key that a ``contour`` option set (``over``, from
+    :func:`_file_overrides`) is raised naming the option instead."""
+    try:
+        yield
+    except ConfigError as exc:
+        key = exc.key or ""
+        opt = next((o for o, k in _OPTION_KEYS.items() if k in over and key.endswith(k)), None)
+        if opt is None and key.endswith((".m_X_MeV.n", ".g_X.n")) and any(k.endswith(".n") for k in over):
+            opt = "--grid"
+        if opt is None:
+            raise
+        raise ConfigError(str(exc).split(": ", 1)[-1], key=opt) from None
+
+
 def cmd_contour(args) -> int:
-    fam = spec.require(args.analysis, "contour")
+    fam = _family(args, "contour")
+    if fam in ("xenonnt", "terrestrial"):
+        over = _file_overrides(args, fam)
     if fam == "xenonnt":
         from nuinfer.tasks import xenonnt
-        spec.load_xenonnt(args.analysis)  # validate the file before any work
+        with _as_option(over):
+            cfg = spec.load_xenonnt(args.analysis, over)  # validate the file and options before any work
         models = None
         if args.model:
             from nuinfer.physics.mediators import canonical_model
@@ -221,11 +292,12 @@ def cmd_contour(args) -> int:
                 raise ConfigError(str(exc).split(": ", 1)[-1], key="--model") from None
         out = _out_path(args, "outputs/scan.nc")
         with _group(_with(out, ".png")):
-            res = xenonnt.run_contour(args.analysis, out, models=models, plot=not args.no_plot, quiet=args.quiet)
+            res = xenonnt.run_contour(cfg, out, models=models, plot=not args.no_plot, quiet=args.quiet)
         return _print(res)
     if fam == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
-        ana = _terrestrial(args.analysis, args.data_dir, "contour")
+        with _as_option(over):
+            ana = _terrestrial(args.analysis, args.data_dir, "contour", overrides=over)
         tasks = [t for t in ana.tasks if t != "sin2w"]
         if args.model:
             tasks = _terrestrial_tasks(ana, [args.model], "--model")
@@ -281,7 +353,7 @@ def cmd_contour(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    fam = spec.require(args.analysis, "sample")
+    fam = _family(args, "sample")
     if fam == "xenonnt":
         from nuinfer.spec.limits import check_seed
         from nuinfer.tasks import xenonnt
@@ -403,7 +475,7 @@ def cmd_reproduce(args) -> int:
 
 def cmd_profile(args) -> int:
     """One-parameter profile (sin^2 theta_W; the 8B flux; the neutrino magnetic moment) of an analysis."""
-    if spec.require(args.analysis, "profile") == "xenonnt":
+    if _family(args, "profile") == "xenonnt":
         from nuinfer.tasks import xenonnt
         spec.load_xenonnt(args.analysis)
         out = _out_path(args, "outputs/profile.nc")

@@ -21,11 +21,15 @@ __all__ = ["FAMILIES", "TASKS", "family_of", "internal_key", "lower", "public_ke
            "require", "translated", "read_toml", "is_unified", "load_xenonnt", "Analysis", "load"]
 
 
-def load_xenonnt(path_or_dict) -> dict:
-    """Validated configuration of a real-data XENONnT analysis (family ``xenonnt``)."""
+def load_xenonnt(path_or_dict, overrides: dict | None = None) -> dict:
+    """Validated configuration of a real-data XENONnT analysis (family ``xenonnt``); ``overrides``
+    (internal dotted keys -> values, e.g. command-line options) are set before validation."""
+    from nuinfer.spec.xenon import set_dotted
     from nuinfer.spec.xenonnt import validate
 
     raw, path, fam = read_analysis(path_or_dict, "xenonnt")
+    for k, v in (overrides or {}).items():
+        set_dotted(raw, k, v)
     with translated(fam):
         cfg = validate(raw)
     cfg["_path"] = path
