@@ -222,8 +222,10 @@ _FAMILY_OPTIONS = {
                "xenonnt": ("--walkers", "--steps", "--seed"),
                "terrestrial": ("--walkers", "--steps", "--seed", "--data-dir")},
 }
-#: command-line options that override a key of the analysis file (internal key, same in every family)
-_OPTION_KEYS = {"--statistic": "statistics.statistic", "--ndof": "statistics.ndof"}
+#: command-line options of ``contour`` that override a key of the analysis file (internal key, the
+#: same in every family that takes the option)
+_OPTION_KEYS = {"--statistic": "statistics.statistic", "--profiler": "statistics.profiler",
+                "--ndof": "statistics.ndof"}
 
 
 def _given(args, option: str) -> bool:
@@ -251,7 +253,8 @@ def _family(args, command: str) -> str:
 
 
 def _file_overrides(args, fam: str) -> dict:
-    """Options of ``contour`` as overrides of the keys of a xenonnt or terrestrial file."""
+    """The options of ``contour`` given, as overrides of the analysis file's keys (the grid's under
+    ``signal.scan`` in xenonnt files, ``scan`` in the others)."""
     over = {key: getattr(args, opt[2:]) for opt, key in _OPTION_KEYS.items() if _given(args, opt)}
     if args.grid is not None:
         scan = "signal.scan" if fam == "xenonnt" else "scan"
@@ -309,16 +312,7 @@ def cmd_contour(args) -> int:
             res = tw.run_fit(ana, out, tasks=tasks, plot=not args.no_plot, quiet=args.quiet)
         return _print(res)
     from nuinfer.tasks import xenon as _xenon_tasks
-    overrides = {}
-    if args.statistic:
-        overrides["statistics.statistic"] = args.statistic
-    if args.profiler:
-        overrides["statistics.profiler"] = args.profiler
-    if args.ndof:
-        overrides["statistics.ndof"] = args.ndof
-    if args.grid is not None:
-        overrides["scan.m_X_MeV.n"] = args.grid
-        overrides["scan.g_X.n"] = args.grid
+    overrides = _file_overrides(args, fam)
     if args.model:
         from nuinfer.physics.mediators import canonical_model
         try:
