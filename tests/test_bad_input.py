@@ -274,6 +274,7 @@ OPTION_CASES = [
     ("terrestrial", ["contour", "{a}", "-o", "{o}", "--mode", "joint"], "--mode"),
     ("terrestrial", ["contour", "{a}", "-o", "{o}", "--statistic", "eq26"], "--statistic"),
     ("xenonnt", ["sample", "{a}", "-o", "{o}", "--resume"], "--resume"),
+    ("xenonnt", ["sample", "{a}", "-o", "{o}", "--walkers", "4"], "--walkers"),  # the file has no [posterior]
     ("xenonnt", ["sample", "{a}", "-o", "{o}", "--data", "{a}"], "--data"),
     ("terrestrial", ["sample", "{a}", "-o", "{o}", "--prior-check"], "--prior-check"),
     ("xenon", ["sample", "{a}", "-o", "{o}", "--data-dir", "{d}"], "--data-dir"),

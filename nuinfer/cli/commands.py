@@ -262,17 +262,20 @@ def _file_overrides(args, fam: str) -> dict:
     return over
 
 
+def _option_of(over: dict) -> dict:
+    """``{file key: option}`` of overrides from :func:`_file_overrides`."""
+    names = {k: o for o, k in _OPTION_KEYS.items()}
+    return {k: names.get(k, "--grid") for k in over}
+
+
 @contextlib.contextmanager
-def _as_option(over: dict):
-    """A validation error of a key that a ``contour`` option set (``over``, from
-    :func:`_file_overrides`) is raised naming the option instead."""
+def _as_option(keys: dict):
+    """A validation error of a file key that a command-line option set (``keys``: file key ->
+    option) is raised naming the option instead."""
     try:
         yield
     except ConfigError as exc:
-        key = exc.key or ""
-        opt = next((o for o, k in _OPTION_KEYS.items() if k in over and key.endswith(k)), None)
-        if opt is None and key.endswith((".m_X_MeV.n", ".g_X.n")) and any(k.endswith(".n") for k in over):
-            opt = "--grid"
+        opt = next((o for k, o in keys.items() if (exc.key or "").endswith(k)), None)
         if opt is None:
             raise
         raise ConfigError(str(exc).split(": ", 1)[-1], key=opt) from None
@@ -284,7 +287,7 @@ def cmd_contour(args) -> int:
         over = _file_overrides(args, fam)
     if fam == "xenonnt":
         from nuinfer.tasks import xenonnt
-        with _as_option(over):
+        with _as_option(_option_of(over)):
             cfg = spec.load_xenonnt(args.analysis, over)  # validate the file and options before any work
         models = None
         if args.model:
@@ -299,7 +302,7 @@ def cmd_contour(args) -> int:
         return _print(res)
     if fam == "terrestrial":
         from nuinfer.tasks import terrestrial as tw
-        with _as_option(over):
+        with _as_option(_option_of(over)):
             ana = _terrestrial(args.analysis, args.data_dir, "contour", overrides=over)
         tasks = [t for t in ana.tasks if t != "sin2w"]
         if args.model:
@@ -354,7 +357,8 @@ def cmd_sample(args) -> int:
         spec.load_xenonnt(args.analysis)  # validate the file before any work
         seed = 1 if args.seed is None else check_seed(args.seed, "--seed")
         out = _out_path(args, "outputs/posterior.nc")
-        with _group([out]):
+        # the file has no [posterior] table: the sampler's checks name the options
+        with _group([out]), _as_option({"posterior.walkers": "--walkers", "posterior.steps": "--steps"}):
             res = xenonnt.run_sample(args.analysis, out, model=args.model, walkers=args.walkers or 32,
                                      steps=args.steps or 2000, seed=seed, quiet=args.quiet)
         return _print(res)
