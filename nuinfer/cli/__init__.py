@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, help="total number of steps (with --resume: total after resuming)")
     sp.add_argument("--seed", type=int, help="random seed (overrides [posterior].seed)")
     sp.add_argument("--model", help="which model (xenon) or task (terrestrial) of the file; default: the first")
-    sp.add_argument("--resume", action="store_true", help="continue an existing output file")
+    sp.add_argument("--resume", action="store_true", help="continue an existing output file (xenon)")
     sp.add_argument("--data", metavar="FILE", help="observed counts per bin (overrides [data].observed; xenon)")
     sp.add_argument("--prior-check", nargs="?", type=float, const=0.5, metavar="DEX",
                     help="prior sensitivity: shift each prior bound by DEX decades (default 0.5) and report how "
