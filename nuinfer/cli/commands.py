@@ -228,9 +228,14 @@ _OPTION_KEYS = {"--statistic": "statistics.statistic", "--profiler": "statistics
                 "--ndof": "statistics.ndof"}
 
 
+def _dest(option: str) -> str:
+    """The argparse attribute of ``--some-option``."""
+    return option[2:].replace("-", "_")
+
+
 def _given(args, option: str) -> bool:
     """Whether ``option`` was set on the command line (its value differs from the parser's default)."""
-    dest = option[2:].replace("-", "_")
+    dest = _dest(option)
     return hasattr(args, dest) and getattr(args, dest) != args._parser.get_default(dest)
 
 
@@ -255,7 +260,7 @@ def _family(args, command: str) -> str:
 def _file_overrides(args, fam: str) -> dict:
     """The options of ``contour`` given, as overrides of the analysis file's keys (the grid's under
     ``signal.scan`` in xenonnt files, ``scan`` in the others)."""
-    over = {key: getattr(args, opt[2:]) for opt, key in _OPTION_KEYS.items() if _given(args, opt)}
+    over = {key: getattr(args, _dest(opt)) for opt, key in _OPTION_KEYS.items() if _given(args, opt)}
     if args.grid is not None:
         scan = "signal.scan" if fam == "xenonnt" else "scan"
         over.update({f"{scan}.m_X_MeV.n": args.grid, f"{scan}.g_X.n": args.grid})
@@ -354,12 +359,12 @@ def cmd_sample(args) -> int:
     if fam == "xenonnt":
         from nuinfer.spec.limits import check_seed
         from nuinfer.tasks import xenonnt
-        spec.load_xenonnt(args.analysis)  # validate the file before any work
+        cfg = spec.load_xenonnt(args.analysis)  # validate the file before any work
         seed = 1 if args.seed is None else check_seed(args.seed, "--seed")
         out = _out_path(args, "outputs/posterior.nc")
         # the file has no [posterior] table: the sampler's checks name the options
         with _group([out]), _as_option({"posterior.walkers": "--walkers", "posterior.steps": "--steps"}):
-            res = xenonnt.run_sample(args.analysis, out, model=args.model, walkers=args.walkers or 32,
+            res = xenonnt.run_sample(cfg, out, model=args.model, walkers=args.walkers or 32,
                                      steps=args.steps or 2000, seed=seed, quiet=args.quiet)
         return _print(res)
     if fam == "terrestrial":
@@ -475,10 +480,10 @@ def cmd_profile(args) -> int:
     """One-parameter profile (sin^2 theta_W; the 8B flux; the neutrino magnetic moment) of an analysis."""
     if _family(args, "profile") == "xenonnt":
         from nuinfer.tasks import xenonnt
-        spec.load_xenonnt(args.analysis)
+        cfg = spec.load_xenonnt(args.analysis)  # validate the file before any work
         out = _out_path(args, "outputs/profile.nc")
         with _group(_with(out, ".png")):
-            res = xenonnt.run_profile(args.analysis, out, plot=not args.no_plot, quiet=args.quiet)
+            res = xenonnt.run_profile(cfg, out, plot=not args.no_plot, quiet=args.quiet)
         return _print(res)
     from nuinfer.tasks import terrestrial as tw
     ana = _terrestrial(args.analysis, args.data_dir, "profile")

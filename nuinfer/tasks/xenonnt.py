@@ -55,10 +55,10 @@ def _t_nodes():
 def _scan_once(lk, model, arrays, settings, compute):
     """The scan of ``model`` from ``compute()``, or a copy of an earlier scan of another model by
     likelihood ``lk`` with the same inputs: signal, SM and background templates, data and grid
-    (``arrays``, compared exactly, by digest) and ``settings``.  Models that act alike on this data give bit-identical
-    surfaces (on electrons and neutrinos U(1)_B-L couples as the universal vector does), so one is
-    computed; the copy names its model and the one it repeats (``same_scan_as``, ``wall_time_s``
-    0).  The same model scanned again is computed again."""
+    (``arrays``, compared exactly, by digest) and ``settings``.  Models that act alike on this data
+    give bit-identical surfaces (on electrons and neutrinos U(1)_B-L couples as the universal vector
+    does), so one is computed; the copy names its model and the one it repeats (``same_scan_as``,
+    ``wall_time_s`` 0).  The same model scanned again is computed again."""
     import hashlib
     h = hashlib.blake2b(digest_size=20)
     for a in arrays:
